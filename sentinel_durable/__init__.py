@@ -1,0 +1,38 @@
+"""sentinel-durable: offline-first LLM telemetry for LLM-Sentinel, through Kafka.
+
+Every event is written to an on-disk spool first and delivered by a background
+flusher, so broker outages, crashes and restarts lose nothing. This module's
+exports are the public API; everything else is private.
+"""
+
+from ._version import __version__
+from .builder import EventBuilder
+from .config import Config
+from .errors import (
+    BrokerConnectionError,
+    ClientClosedError,
+    ConfigError,
+    DeliveryTimeoutError,
+    SendError,
+    SentinelError,
+    SpoolFullError,
+    ValidationError,
+)
+from .event import PromptInfo, ResponseInfo, TelemetryEvent
+
+__all__ = [
+    "BrokerConnectionError",
+    "ClientClosedError",
+    "Config",
+    "ConfigError",
+    "DeliveryTimeoutError",
+    "EventBuilder",
+    "PromptInfo",
+    "ResponseInfo",
+    "SendError",
+    "SentinelError",
+    "SpoolFullError",
+    "TelemetryEvent",
+    "ValidationError",
+    "__version__",
+]

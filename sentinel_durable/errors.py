@@ -1,0 +1,148 @@
+"""Every exception the SDK raises.
+
+The hierarchy, drawn as a tree (builtin bases in brackets)::
+
+    SentinelError
+    ├── ValidationError        [ValueError]       an event breaks a rule of the wire format; nothing spooled
+    ├── ConfigError            [ValueError]       a bad option or SENTINEL_* environment value
+    ├── SendError                                 a send that waits for delivery failed for good
+    ├── BrokerConnectionError  [ConnectionError]  a wait for delivery failed: no broker reachable
+    ├── DeliveryTimeoutError   [TimeoutError]     a wait for delivery ran past its timeout
+    ├── SpoolFullError                            the spool is at its size bound
+    └── ClientClosedError                         a call on a closed client
+
+Each class carries the context a handler needs as attributes, and the chained
+``__cause__`` where a lower-level exception started it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "BrokerConnectionError",
+    "ClientClosedError",
+    "ConfigError",
+    "DeliveryTimeoutError",
+    "SendError",
+    "SentinelError",
+    "SpoolFullError",
+    "ValidationError",
+]
+
+#: Longest ``repr`` of an offending value that goes into an error message.
+_MAX_VALUE_REPR = 80
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a user's object whose __repr__ raises must not hide our error
+        text = f"<{type(value).__name__} object>"
+    if len(text) > _MAX_VALUE_REPR:
+        text = text[: _MAX_VALUE_REPR - 3] + "..."
+    return text
+
+
+def _restore(cls: type[SentinelError], args: tuple[Any, ...], state: dict[str, Any]) -> SentinelError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class SentinelError(Exception):
+    """Base class of every error raised by sentinel_durable."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The subclasses take keyword context, so the default (cls(*args)) cannot
+        # rebuild them; restore message and attributes directly (pickling across
+        # processes, e.g. multiprocessing workers).
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+class ValidationError(SentinelError, ValueError):
+    """An event breaks a rule of the wire format; nothing was spooled.
+
+    ``field`` is the dotted path of the offending field (``"prompt.tokens"``,
+    ``"metadata.region"``), ``message`` says which rule it broke and ``value`` is
+    the value given. The text of a prompt or response is never copied into the
+    message (it may be sensitive); it stays available as ``value``.
+    """
+
+    #: Fields whose value is user text and is kept out of messages.
+    _TEXT_FIELDS = frozenset({"prompt.text", "response.text"})
+
+    def __init__(self, field: str, message: str, value: Any = None) -> None:
+        self.field = field
+        self.message = message
+        self.value = value
+        if field in self._TEXT_FIELDS and isinstance(value, str):
+            shown = f"text of {len(value)} characters"
+        else:
+            shown = _short_repr(value)
+        super().__init__(f"{field}: {message} (got {shown})")
+
+
+class ConfigError(SentinelError, ValueError):
+    """A configuration option or environment variable has a bad value.
+
+    ``name`` is the option (``"retry_backoff"``) or the environment variable
+    (``"SENTINEL_RETRY_BACKOFF"``) at fault, ``value`` the offending value (``None``
+    for secrets, which are never shown) and ``message`` the rule it broke.
+    """
+
+    def __init__(self, name: str, message: str, value: Any = None, *, secret: bool = False) -> None:
+        self.name = name
+        self.message = message
+        self.value = None if secret else value
+        shown = "<hidden>" if secret else _short_repr(value)
+        super().__init__(f"{name}={shown}: {message}")
+
+
+class SendError(SentinelError):
+    """A send that waits for delivery failed for good (the event was dead-lettered).
+
+    ``retries`` is the number of attempts made, ``event_id`` the event's id; the
+    transport's last error is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, retries: int, event_id: str) -> None:
+        self.retries = retries
+        self.event_id = event_id
+        super().__init__(f"{message} (event {event_id}, after {retries} attempts)")
+
+
+class BrokerConnectionError(SentinelError, ConnectionError):
+    """A wait for delivery failed because no broker in ``brokers`` could be reached."""
+
+    def __init__(self, message: str, *, brokers: Sequence[str]) -> None:
+        self.brokers = list(brokers)
+        super().__init__(f"{message} (brokers: {', '.join(self.brokers)})")
+
+
+class DeliveryTimeoutError(SentinelError, TimeoutError):
+    """``send(..., wait=True)`` or a flush ran past its ``timeout``.
+
+    The Go SDK's ``ErrContextCanceled``. The events concerned stay spooled and
+    will still be delivered; ``pending`` is how many were not yet acknowledged.
+    """
+
+    def __init__(self, message: str, *, timeout: float, pending: int = 0) -> None:
+        self.timeout = timeout
+        self.pending = pending
+        super().__init__(f"{message} (timeout {timeout:g}s, {pending} pending)")
+
+
+class SpoolFullError(SentinelError):
+    """The spool reached ``max_spool_bytes`` and the overflow policy refused the event."""
+
+    def __init__(self, message: str, *, spool_bytes: int, max_spool_bytes: int) -> None:
+        self.spool_bytes = spool_bytes
+        self.max_spool_bytes = max_spool_bytes
+        super().__init__(f"{message} ({spool_bytes} of {max_spool_bytes} bytes used)")
+
+
+class ClientClosedError(SentinelError):
+    """A client method was called after ``close()``."""

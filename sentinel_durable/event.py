@@ -1,0 +1,274 @@
+"""The telemetry event: pydantic models that are at once the schema, the validator and the wire format.
+
+``TelemetryEvent.model_dump_json()`` *is* the Kafka record value that LLM-Sentinel's
+ingestion accepts (DESIGN §2), and ``TelemetryEvent.model_json_schema()`` documents it.
+There is no second validator: the builder, ``Client.track`` and the send-time re-check
+all go through :func:`validate_event`.
+
+Two kinds of rule apply:
+
+* **type rules**, always on, because breaking them would produce JSON that the
+  ingestion refuses: every required field present with its JSON type, strings that
+  encode as UTF-8 (no lone surrogates), finite numbers, tokens in ``0..2**32-1``
+  (booleans are not integers), ``event_id`` a hyphenated UUID, metadata a
+  string-to-string map and errors a list of strings;
+* **value rules**, skipped when ``enable_validation`` is off: non-empty service and
+  model names and trace/span ids, non-negative latency and cost, and text no longer
+  than ``max_text_length`` when ``truncate_text`` is off.
+
+Text longer than ``max_text_length`` is cut when ``truncate_text`` is on (whatever
+``enable_validation`` says) so that the result, marker included, fits the limit.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+)
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
+
+from .errors import ValidationError
+
+__all__ = [
+    "DEFAULT_MAX_TEXT_LENGTH",
+    "TRUNCATION_MARKER",
+    "EventRules",
+    "PromptInfo",
+    "ResponseInfo",
+    "TelemetryEvent",
+    "validate_event",
+]
+
+U32_MAX = 2**32 - 1
+DEFAULT_MAX_TEXT_LENGTH = 100_000
+#: Appended to text cut by truncation; counted inside ``max_text_length``.
+TRUNCATION_MARKER = "...[truncated]"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """The configurable part of validation, taken from ``Config`` by the client."""
+
+    max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
+    truncate_text: bool = True
+    enable_validation: bool = True
+
+
+_DEFAULT_RULES = EventRules()
+
+
+def _rules(info: ValidationInfo) -> EventRules:
+    context = info.context
+    return context if isinstance(context, EventRules) else _DEFAULT_RULES
+
+
+# --- type rules (always on) -------------------------------------------------
+
+
+def _utf8_encodable(value: str) -> str:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise PydanticCustomError(
+                "unicode",
+                "is not valid Unicode: lone surrogate at position {position}",
+                {"position": exc.start},
+            ) from None
+    return value
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _uuid_to_str(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _hyphenated_uuid(value: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise PydanticCustomError("uuid", "must be a hyphenated UUID like 123e4567-e89b-12d3-a456-426614174000")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    # A naive datetime is taken as UTC; an aware one is converted.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _embedding_to_list(value: Any) -> Any:
+    # Embeddings often arrive as tuples or numpy arrays; the wire wants a JSON array.
+    if isinstance(value, tuple):
+        return list(value)
+    if not isinstance(value, list | str | bytes | Mapping) and callable(getattr(value, "tolist", None)):
+        try:
+            return value.tolist()
+        except Exception as exc:
+            raise PydanticCustomError(
+                "embedding", "could not be read as a list of numbers: {error}", {"error": str(exc)}
+            ) from None
+    return value
+
+
+WireStr = Annotated[str, AfterValidator(_utf8_encodable)]
+Tokens = Annotated[int, Field(ge=0, le=U32_MAX)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Embedding = Annotated[list[FiniteFloat], BeforeValidator(_embedding_to_list)]
+EventId = Annotated[str, BeforeValidator(_uuid_to_str), AfterValidator(_hyphenated_uuid)]
+Timestamp = Annotated[datetime, AfterValidator(_to_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+
+
+# --- value rules (skipped when enable_validation is off) ---------------------
+
+
+def _non_empty(value: str, info: ValidationInfo) -> str:
+    if not value and _rules(info).enable_validation:
+        raise PydanticCustomError("non_empty", "must not be empty")
+    return value
+
+
+def _non_negative(value: float, info: ValidationInfo) -> float:
+    if value < 0 and _rules(info).enable_validation:
+        raise PydanticCustomError("non_negative", "must be >= 0")
+    return value
+
+
+def _within_text_limit(value: str, info: ValidationInfo) -> str:
+    rules = _rules(info)
+    limit = rules.max_text_length
+    if len(value) <= limit:
+        return value
+    if rules.truncate_text:
+        if limit <= len(TRUNCATION_MARKER):
+            return value[:limit]
+        return value[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+    if rules.enable_validation:
+        raise PydanticCustomError(
+            "text_too_long",
+            "is {length} characters, over max_text_length={limit} (truncate_text is off)",
+            {"length": len(value), "limit": limit},
+        )
+    return value
+
+
+NonEmptyStr = Annotated[WireStr, AfterValidator(_non_empty)]
+NonNegativeFloat = Annotated[FiniteFloat, AfterValidator(_non_negative)]
+Text = Annotated[WireStr, AfterValidator(_within_text_limit)]
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+# --- the models ----------------------------------------------------------------
+
+_MODEL_CONFIG = ConfigDict(
+    strict=True,  # no coercion: "5" is not a token count, True is not an integer
+    extra="forbid",  # a misspelt field is an error, and unknown fields are never emitted
+    revalidate_instances="always",  # send() re-checks an event changed after build()
+    hide_input_in_errors=True,  # prompt text must not leak into tracebacks
+)
+
+
+class PromptInfo(BaseModel):
+    """The prompt sent to the model: ``{text, tokens, embedding?}`` on the wire."""
+
+    model_config = _MODEL_CONFIG
+
+    text: Text
+    tokens: Tokens
+    embedding: Embedding | None = Field(default=None, exclude_if=_is_none)
+
+
+class ResponseInfo(BaseModel):
+    """The model's response: ``{text, tokens, finish_reason, embedding?}`` on the wire."""
+
+    model_config = _MODEL_CONFIG
+
+    text: Text
+    tokens: Tokens
+    finish_reason: WireStr
+    embedding: Embedding | None = Field(default=None, exclude_if=_is_none)
+
+
+class TelemetryEvent(BaseModel):
+    """One LLM call, as LLM-Sentinel ingests it (DESIGN §2).
+
+    ``model_dump_json()`` gives the exact Kafka record value; ``from_json`` parses it back.
+    Build one with :class:`~sentinel_durable.EventBuilder` or ``Client.track``; constructing
+    it directly applies the default rules.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    event_id: EventId = Field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
+    service_name: NonEmptyStr
+    model: NonEmptyStr
+    prompt: PromptInfo
+    response: ResponseInfo
+    latency_ms: NonNegativeFloat
+    cost_usd: NonNegativeFloat
+    metadata: dict[WireStr, WireStr] = Field(default_factory=dict)
+    errors: list[WireStr] = Field(default_factory=list)
+    trace_id: NonEmptyStr | None = Field(default=None, exclude_if=_is_none)
+    span_id: NonEmptyStr | None = Field(default=None, exclude_if=_is_none)
+
+    def to_json(self) -> bytes:
+        """The UTF-8 JSON record value, exactly as it goes to Kafka."""
+        return self.__pydantic_serializer__.to_json(self)
+
+    @classmethod
+    def from_json(cls, data: str | bytes, rules: EventRules = _DEFAULT_RULES) -> TelemetryEvent:
+        """Parse a record value (or an exported line) back into an event, checking every rule."""
+        try:
+            return cls.model_validate_json(data, context=rules)
+        except PydanticValidationError as exc:
+            _raise_ours(exc)
+
+
+def validate_event(data: TelemetryEvent | Mapping[str, Any], rules: EventRules = _DEFAULT_RULES) -> TelemetryEvent:
+    """Check an event (or its fields) against every rule and return a fresh, valid event.
+
+    Raises :class:`~sentinel_durable.ValidationError` naming the first bad field.
+    """
+    try:
+        return TelemetryEvent.model_validate(data, context=rules)
+    except PydanticValidationError as exc:
+        _raise_ours(exc)
+
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of the event",
+}
+
+
+def _raise_ours(exc: PydanticValidationError) -> NoReturn:
+    error = exc.errors(include_url=False)[0]
+    location = [str(part) for part in error["loc"]]
+    message = _MESSAGES.get(error["type"], error["msg"])
+    if location and location[-1] == "[key]":  # a bad key inside metadata
+        location.pop()
+        message = f"has an invalid key: {message}"
+        if len(location) > 1:
+            location.pop()
+    raise ValidationError(".".join(location) or "event", message, error.get("input")) from exc
