@@ -62,12 +62,32 @@ def _check_topic(value: str) -> str:
     return value
 
 
+def _no_control_characters(value: str) -> str:
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError("contains a control character")
+    return value
+
+
+def _secret_without_control_characters(value: SecretStr) -> SecretStr:
+    _no_control_characters(value.get_secret_value())
+    return value
+
+
+def _not_a_file(value: Path) -> Path:
+    if value.is_file():
+        raise ValueError("is a file, not a directory")
+    return value
+
+
 def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
 Broker = Annotated[str, BeforeValidator(_strip), AfterValidator(_check_broker)]
 Topic = Annotated[str, AfterValidator(_check_topic)]
+Credential = Annotated[str, AfterValidator(_no_control_characters)]
+Secret = Annotated[SecretStr, AfterValidator(_secret_without_control_characters)]
+Directory = Annotated[Path, AfterValidator(_not_a_file)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -98,7 +118,7 @@ class Config(BaseModel):
     max_text_length: Annotated[int, Field(gt=0)] = DEFAULT_MAX_TEXT_LENGTH
 
     # --- durability ---------------------------------------------------------------
-    spool_dir: Path | None = None
+    spool_dir: Directory | None = None
     """Where spool files live; ``None`` is the user's state directory, one sub-directory per topic."""
     durability: Durability = "process"
     max_spool_bytes: Annotated[int, Field(gt=0)] = 1 << 30
@@ -111,12 +131,12 @@ class Config(BaseModel):
     # --- Kafka security -------------------------------------------------------------
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    sasl_username: Credential | None = None
+    sasl_password: Secret | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
-    ssl_password: SecretStr | None = None
+    ssl_password: Secret | None = None
     """Password of ``ssl_keyfile``, when the key is encrypted."""
 
     def __init__(self, **options: Any) -> None:

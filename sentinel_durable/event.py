@@ -107,11 +107,17 @@ def _hyphenated_uuid(value: str) -> str:
 
 def _to_utc(value: datetime) -> datetime:
     # A naive datetime is taken as UTC; an aware one is converted.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise PydanticCustomError("timestamp_range", "is out of range once converted to UTC") from None
 
 
 def _rfc3339(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat() keeps the year at four digits, which strftime("%Y") does not for years < 1000.
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _embedding_to_list(value: Any) -> Any:
