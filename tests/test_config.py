@@ -266,3 +266,11 @@ def test_secret_from_environment_never_appears_in_errors() -> None:
     with pytest.raises(sentinel.ConfigError) as caught:
         sentinel.Config.from_env(environ)
     assert SECRET not in str(caught.value) + repr(caught.value.__context__)
+
+
+def test_configuration_doc_lists_every_option_and_variable() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for option in sentinel.Config.model_fields:
+        assert f"`{option}`" in doc, option
+    for variable in ENV_VARIABLES:
+        assert f"`{variable}`" in doc, variable
