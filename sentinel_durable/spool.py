@@ -1,0 +1,957 @@
+"""The durable spool: persist-queue's SQLite ack-queue on disk, batched, bounded and crash-safe.
+
+A spool *directory* holds one or more spool *files*. Each file is a SQLite database in
+persist-queue's ``SQLiteAckQueue`` layout, so that
+``persistqueue.SQLiteAckQueue(path=directory, db_file_name=name, serializer=persistqueue.serializers.json)``
+reads its pending events. What we add to persist-queue, and why:
+
+* many events per transaction (``put_many``, ``claim``, ``ack``, ``release``, ``dead_letter``)
+  instead of one transaction per event;
+* an index on ``(status, _id)`` so a claim does not scan the table;
+* acked rows are deleted (not marked 5) and the file is vacuumed incrementally, so a drained
+  spool does not keep its peak size;
+* columns beside persist-queue's (attempts, last error, and the event id, service and model that
+  the transport puts in record headers);
+* the SQLite ``synchronous`` level each durability mode needs, and group commit;
+* one owning process per file, held by an OS lock on a sibling ``.lock`` file.
+
+Statuses are persist-queue's ``AckStatus`` values. ``data`` holds the event's wire JSON, exactly
+the Kafka record value; ``timestamp`` is when the event was spooled (epoch seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from .errors import ConfigError, SentinelError, SpoolFullError
+from .event import TelemetryEvent
+
+__all__ = ["Claim", "ClaimedRecord", "Spool", "SpoolCounts", "SpoolRecord"]
+
+logger = logging.getLogger(__name__)
+
+Durability = Literal["process", "power", "async"]
+Overflow = Literal["block", "drop_oldest", "drop_newest", "error"]
+
+
+class AckStatus:
+    """persist-queue's status codes (``persistqueue.sqlackqueue.AckStatus``)."""
+
+    INITED = 0  # persist-queue's put(); treated as ready when a file is adopted
+    READY = 1  # pending: waiting for the flusher
+    UNACK = 2  # claimed by the flusher, in flight to Kafka
+    ACKED = 5  # persist-queue keeps acked rows; we delete them instead
+    ACK_FAILED = 9  # dead letter: failed for good, kept with its last error
+
+
+SCHEMA_VERSION = 1
+FILE_PREFIX = "spool-"
+FILE_SUFFIX = ".db"
+LOCK_SUFFIX = ".lock"
+QUARANTINE_MARK = ".corrupt-"
+#: Rough bytes one row costs beyond its JSON, used to size drops and checks before commit.
+ROW_OVERHEAD = 120
+#: Bytes kept free below max_spool_bytes for the pages a commit may add beyond its rows' size.
+GROWTH_SLACK = 4 * 4096
+
+
+class SpoolRecord(NamedTuple):
+    """An event ready to be spooled: its wire JSON and the fields the transport needs."""
+
+    data: bytes
+    event_id: str
+    service_name: str
+    model: str
+    event_time_ms: int
+
+    @classmethod
+    def from_event(cls, event: TelemetryEvent) -> SpoolRecord:
+        return cls(
+            data=event.to_json(),
+            event_id=event.event_id,
+            service_name=event.service_name,
+            model=event.model,
+            event_time_ms=int(event.timestamp.timestamp() * 1000),
+        )
+
+
+class ClaimedRecord(NamedTuple):
+    """A spooled event handed to the flusher."""
+
+    row_id: int
+    data: bytes
+    event_id: str
+    service_name: str
+    model: str
+    event_time_ms: int
+    attempts: int
+    spooled_at: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch claimed from one spool file; settle it with ``Spool.ack``/``release``/``dead_letter``."""
+
+    file: _SpoolFile
+    records: list[ClaimedRecord]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass
+class SpoolCounts:
+    """What the spool holds now, summed over the files this process owns."""
+
+    pending: int = 0
+    in_flight: int = 0
+    dead_letters: int = 0
+    disk_bytes: int = 0
+    used_bytes: int = 0
+    oldest_pending_age_s: float | None = None
+    files: int = 0
+    commits: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)
+
+
+class SpoolFileCorrupt(Exception):
+    """A spool file failed to open or its integrity check."""
+
+
+class _SpoolFile:
+    """One SQLite spool file, owned by this process. All SQL lives here.
+
+    Thread-safe: every method takes ``self.lock`` around its transaction.
+    """
+
+    TABLE = "ack_queue_default"  # persist-queue's table for name="default"
+    SQL_CREATE = (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+        "_id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, timestamp FLOAT, status INTEGER, "
+        "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, "
+        "event_id TEXT, service_name TEXT, model TEXT, event_time_ms INTEGER)"
+    )
+    SQL_CREATE_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, _id)"
+    SQL_INSERT = (
+        f"INSERT INTO {TABLE} (data, timestamp, status, event_id, service_name, model, event_time_ms) "
+        f"VALUES (?, ?, {AckStatus.READY}, ?, ?, ?, ?)"
+    )
+    SQL_CLAIM = (
+        f"UPDATE {TABLE} SET status = {AckStatus.UNACK} WHERE _id IN "
+        f"(SELECT _id FROM {TABLE} WHERE status = {AckStatus.READY} ORDER BY _id LIMIT ?) "
+        "RETURNING _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp"
+    )
+    SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ?"
+    SQL_RELEASE = (
+        f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = attempts + 1, last_error = ? WHERE _id = ?"
+    )
+    SQL_DEAD_LETTER = (
+        f"UPDATE {TABLE} SET status = {AckStatus.ACK_FAILED}, attempts = attempts + 1, last_error = ? WHERE _id = ?"
+    )
+    SQL_RESET_CLAIMED = (
+        f"UPDATE {TABLE} SET status = {AckStatus.READY} WHERE status IN ({AckStatus.INITED}, {AckStatus.UNACK})"
+    )
+    SQL_COUNT_BY_STATUS = f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status"
+    SQL_OLDEST = (
+        f"SELECT MIN(timestamp) FROM (SELECT timestamp FROM (SELECT timestamp FROM {TABLE} "
+        f"WHERE status = {AckStatus.READY} ORDER BY _id LIMIT 1) UNION ALL SELECT timestamp FROM "
+        f"(SELECT timestamp FROM {TABLE} WHERE status = {AckStatus.UNACK} ORDER BY _id LIMIT 1))"
+    )
+    SQL_OLDEST_PENDING_PAGE = (
+        f"SELECT _id, timestamp, length(data) FROM {TABLE} WHERE status = {AckStatus.READY} AND _id > ? "
+        "ORDER BY _id LIMIT ?"
+    )
+    SQL_DEAD_LETTERS = (
+        f"SELECT _id, data, event_id, attempts, last_error, timestamp FROM {TABLE} "
+        f"WHERE status = {AckStatus.ACK_FAILED} ORDER BY _id"
+    )
+    SQL_REQUEUE_DEAD = (
+        f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = 0 WHERE status = {AckStatus.ACK_FAILED}"
+    )
+    SQL_PURGE_DEAD = f"DELETE FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED}"
+
+    def __init__(self, path: Path, lock_fd: int, *, durability: Durability, busy_timeout: float) -> None:
+        self.path = path
+        self.lock_fd = lock_fd
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.in_flight = 0
+        self.dead_letters = 0
+        self._connection = self._connect(durability, busy_timeout)
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _connect(self, durability: Durability, busy_timeout: float) -> sqlite3.Connection:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if new:
+            # Create the file ourselves so it is 0600 whatever the umask; SQLite gives its
+            # -wal and -shm files the permissions of the database file.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(self.path, 0o600)
+        try:
+            connection = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise SpoolFileCorrupt(f"cannot open: {exc}") from exc
+        try:
+            if new:
+                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SpoolFileCorrupt(f"written by a newer sentinel-durable (schema {version} > {SCHEMA_VERSION})")
+            if not new:
+                result = connection.execute("PRAGMA quick_check").fetchone()[0]
+                if result != "ok":
+                    raise SpoolFileCorrupt(f"integrity check failed: {result}")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise SpoolFileCorrupt(f"cannot use WAL journal mode (got {mode})")
+            # process: a commit survives the process being killed (WAL, no fsync per commit);
+            # power: each commit is fsynced; async: events are already batched in memory.
+            synchronous = "FULL" if durability == "power" else "NORMAL"
+            connection.execute(f"PRAGMA synchronous = {synchronous}")
+            connection.execute(self.SQL_CREATE)
+            connection.execute(self.SQL_CREATE_INDEX)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except SpoolFileCorrupt:
+            connection.close()
+            raise
+        except sqlite3.Error as exc:
+            connection.close()
+            raise SpoolFileCorrupt(str(exc)) from exc
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        return connection
+
+    def adopt(self) -> None:
+        """Take over a file left by another process: claimed rows go back to pending."""
+        with self.lock, self._transaction() as cursor:
+            cursor.execute(self.SQL_RESET_CLAIMED)
+        self.refresh_counts()
+
+    def refresh_counts(self) -> None:
+        with self.lock:
+            counts = dict(self._connection.execute(self.SQL_COUNT_BY_STATUS).fetchall())
+        self.pending = counts.get(AckStatus.READY, 0) + counts.get(AckStatus.INITED, 0)
+        self.in_flight = counts.get(AckStatus.UNACK, 0)
+        self.dead_letters = counts.get(AckStatus.ACK_FAILED, 0)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        cursor = self._connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield cursor
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+
+    # -- the queue --------------------------------------------------------------------------
+
+    def insert(self, records: Sequence[SpoolRecord]) -> None:
+        now = time.time()
+        rows = [(r.data, now, r.event_id, r.service_name, r.model, r.event_time_ms) for r in records]
+        with self.lock:
+            with self._transaction() as cursor:
+                cursor.executemany(self.SQL_INSERT, rows)
+            self.pending += len(rows)
+
+    def claim(self, limit: int) -> list[ClaimedRecord]:
+        with self.lock:
+            if self.pending <= 0:
+                return []
+            with self._transaction() as cursor:
+                rows = cursor.execute(self.SQL_CLAIM, (limit,)).fetchall()
+            self.pending -= len(rows)
+            self.in_flight += len(rows)
+        records = [ClaimedRecord(*row) for row in rows]
+        records.sort(key=lambda record: record.row_id)  # RETURNING gives no order
+        return records
+
+    def delete(self, row_ids: Sequence[int], *, was_in_flight: bool = True) -> None:
+        with self.lock:
+            with self._transaction() as cursor:
+                cursor.executemany(self.SQL_DELETE, [(row_id,) for row_id in row_ids])
+            if was_in_flight:
+                self.in_flight -= len(row_ids)
+            else:
+                self.pending -= len(row_ids)
+
+    def release(self, row_ids: Sequence[int], error: str | None) -> None:
+        with self.lock:
+            with self._transaction() as cursor:
+                cursor.executemany(self.SQL_RELEASE, [(error, row_id) for row_id in row_ids])
+            self.in_flight -= len(row_ids)
+            self.pending += len(row_ids)
+
+    def dead_letter(self, row_ids: Sequence[int], error: str) -> None:
+        with self.lock:
+            with self._transaction() as cursor:
+                cursor.executemany(self.SQL_DEAD_LETTER, [(error, row_id) for row_id in row_ids])
+            self.in_flight -= len(row_ids)
+            self.dead_letters += len(row_ids)
+
+    def oldest_pending(self, after_id: int, limit: int) -> list[tuple[int, float, int]]:
+        """Pending rows in spool order: ``(row_id, spooled_at, json_bytes)``."""
+        with self.lock:
+            return self._connection.execute(self.SQL_OLDEST_PENDING_PAGE, (after_id, limit)).fetchall()
+
+    def oldest_spooled_at(self) -> float | None:
+        with self.lock:
+            value: float | None = self._connection.execute(self.SQL_OLDEST).fetchone()[0]
+        return value
+
+    def dead_letter_rows(self) -> list[tuple[int, bytes, str, int, str, float]]:
+        with self.lock:
+            return self._connection.execute(self.SQL_DEAD_LETTERS).fetchall()
+
+    def requeue_dead_letters(self) -> int:
+        with self.lock:
+            with self._transaction() as cursor:
+                moved = cursor.execute(self.SQL_REQUEUE_DEAD).rowcount
+            self.dead_letters -= moved
+            self.pending += moved
+        return moved
+
+    def purge_dead_letters(self) -> int:
+        with self.lock:
+            with self._transaction() as cursor:
+                purged = cursor.execute(self.SQL_PURGE_DEAD).rowcount
+            self.dead_letters -= purged
+        return purged
+
+    # -- size ----------------------------------------------------------------------------------
+
+    def used_bytes(self) -> int:
+        """Bytes of database pages in use (free pages, reusable, are not counted)."""
+        with self.lock:
+            page_size = self._connection.execute("PRAGMA page_size").fetchone()[0]
+            pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
+            free = self._connection.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def disk_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    def shrink(self) -> None:
+        """Give free pages back to the filesystem and truncate the WAL."""
+        with self.lock:
+            # executescript steps the pragma to completion; execute() would free a single page.
+            self._connection.executescript("PRAGMA incremental_vacuum;")
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def free_fraction(self) -> float:
+        with self.lock:
+            pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
+            free = self._connection.execute("PRAGMA freelist_count").fetchone()[0]
+        return float(free / pages) if pages else 0.0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.pending == 0 and self.in_flight == 0 and self.dead_letters == 0
+
+    def close(self) -> None:
+        with self.lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._connection.close()
+        _unlock(self.lock_fd)
+
+    def abandon(self) -> None:
+        """In a forked child: never touch the parent's connection or lock again.
+
+        Closing an inherited SQLite connection can disturb the parent's locks, so the
+        connection is kept alive (unreachable) for the child's lifetime; the child's copy
+        of the lock descriptor is closed without unlocking, which leaves the parent's lock held.
+        """
+        _ABANDONED.append(self._connection)
+        with contextlib.suppress(OSError):
+            os.close(self.lock_fd)
+
+
+#: Connections inherited across fork(); kept referenced so they are never closed in the child.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+# --- owner locks ---------------------------------------------------------------------------------
+
+
+def _try_lock(lock_path: Path) -> int | None:
+    """Lock ``lock_path`` for this process, or return None if another process holds it."""
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    # The file may have been removed (by an owner finishing with it) between our open and
+    # our lock: then we locked an orphaned inode, and must try again from scratch.
+    try:
+        same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def lock_path_for(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + LOCK_SUFFIX)
+
+
+def owner_alive(db_path: Path) -> bool:
+    """True when some process holds the file's owner lock (used by ``status``)."""
+    lock_path = lock_path_for(db_path)
+    if not lock_path.exists():
+        return False
+    fd = _try_lock(lock_path)
+    if fd is None:
+        return True
+    _unlock(fd)
+    return False
+
+
+def spool_files(directory: Path) -> list[Path]:
+    """The spool files of a directory, oldest first (names start with their creation time)."""
+    return sorted(p for p in directory.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}") if p.is_file())
+
+
+def _new_file_name() -> str:
+    return f"{FILE_PREFIX}{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{FILE_SUFFIX}"
+
+
+# --- the spool -----------------------------------------------------------------------------------
+
+
+class _Ticket:
+    """One caller's records waiting for a group commit."""
+
+    __slots__ = ("done", "error", "records")
+
+    def __init__(self, records: Sequence[SpoolRecord]) -> None:
+        self.records = records
+        self.done = False
+        self.error: BaseException | None = None
+
+
+_LIVE_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+class Spool:
+    """A spool directory as one queue: this process's active file plus files it adopted.
+
+    ``put_many`` writes to the active file (group commit: concurrent callers share one
+    transaction, and in ``power`` mode one fsync). ``claim`` takes from adopted files first,
+    oldest first, then from the active file. Files left by dead owners are adopted by
+    :meth:`adopt_orphans` (the flusher calls it off the caller's thread), drained, and removed
+    once empty.
+    """
+
+    #: In async mode, the buffer is committed once it holds this many events.
+    ASYNC_BUFFER_LIMIT = 1000
+    #: In async mode with batch_timeout=0, the buffer is committed at least this often.
+    ASYNC_DEFAULT_INTERVAL = 0.05
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        durability: Durability = "process",
+        max_spool_bytes: int = 1 << 30,
+        overflow: Overflow = "block",
+        max_event_age: float | None = None,
+        write_timeout: float = 10.0,
+        batch_timeout: float = 0.0,
+    ) -> None:
+        self.directory = Path(directory)
+        self.durability = durability
+        self.max_spool_bytes = max_spool_bytes
+        self.overflow = overflow
+        self.max_event_age = max_event_age
+        self.write_timeout = write_timeout
+        self.async_interval = batch_timeout or self.ASYNC_DEFAULT_INTERVAL
+        self.dropped: Counter[str] = Counter()
+        self.quarantined: list[str] = []
+        self._closed = False
+        self._init_process_state()
+        _LIVE_SPOOLS.add(self)
+
+    def _init_process_state(self) -> None:
+        """Everything that belongs to one process: files, locks, threads."""
+        self._pid = os.getpid()
+        self._adopted: list[_SpoolFile] = []
+        self._files_lock = threading.Lock()  # guards _adopted and _active
+        self._commit = threading.Condition()  # group commit and the async buffer
+        self._waiting: list[_Ticket] = []
+        self._leader = False
+        self._space = threading.Condition()  # notified when rows leave the spool
+        self._used_estimate = 0
+        self._commits_since_measure = 0
+        self.commits = 0  # transactions that wrote events (fewer than puts under group commit)
+        self._buffer: list[SpoolRecord] = []
+        self._writer: threading.Thread | None = None
+        self._writer_stop = threading.Event()
+        self._prepare_directory()
+        self._active = self._create_active_file()
+        if self.durability == "async":
+            self._start_writer()
+
+    # -- directory and files -----------------------------------------------------------------
+
+    def _prepare_directory(self) -> None:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+        except OSError as exc:
+            raise ConfigError(
+                "spool_dir", f"cannot be created or secured: {exc.strerror}", str(self.directory)
+            ) from exc
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise ConfigError("spool_dir", "is not writable", str(self.directory))
+
+    def _create_active_file(self) -> _SpoolFile:
+        for _ in range(5):
+            path = self.directory / _new_file_name()
+            try:
+                lock_fd = _try_lock(lock_path_for(path))
+            except OSError as exc:
+                raise ConfigError("spool_dir", f"cannot create a spool file: {exc.strerror}", str(path)) from exc
+            if lock_fd is None:
+                continue
+            try:
+                return _SpoolFile(path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout)
+            except SpoolFileCorrupt as exc:
+                _unlock(lock_fd)
+                raise ConfigError("spool_dir", f"cannot create a spool file: {exc}", str(path)) from exc
+        raise ConfigError("spool_dir", "cannot lock a new spool file", str(self.directory))
+
+    def adopt_orphans(self) -> int:
+        """Lock and adopt every file of the directory whose owner is gone; returns how many.
+
+        Files that fail to open or their integrity check are quarantined.
+        """
+        self._ensure_owner()
+        with self._files_lock:
+            held = {self._active.path, *(f.path for f in self._adopted)}
+        adopted = 0
+        for path in spool_files(self.directory):
+            if path in held:
+                continue
+            lock_fd = _try_lock(lock_path_for(path))
+            if lock_fd is None:
+                continue  # a live owner has it
+            if not path.exists():
+                _unlock(lock_fd)
+                continue
+            try:
+                spool_file = _SpoolFile(path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout)
+                spool_file.adopt()
+            except (SpoolFileCorrupt, sqlite3.DatabaseError) as exc:
+                self._quarantine(path, str(exc))
+                with contextlib.suppress(FileNotFoundError):
+                    lock_path_for(path).unlink()
+                _unlock(lock_fd)
+                continue
+            if spool_file.is_empty:
+                self._remove(spool_file)
+                continue
+            logger.info("adopted spool file %s with %d pending events", path.name, spool_file.pending)
+            with self._files_lock:
+                self._adopted.append(spool_file)
+            adopted += 1
+        self._measure_used()
+        return adopted
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{path}{suffix}", f"{target}{suffix}")
+        self.quarantined.append(target.name)
+        logger.error("spool file %s is unreadable (%s); moved aside as %s", path.name, reason, target.name)
+
+    def _remove(self, spool_file: _SpoolFile) -> None:
+        """Delete a drained adopted file (the lock file last, while still locked)."""
+        path = spool_file.path
+        with spool_file.lock:
+            spool_file._connection.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        with contextlib.suppress(FileNotFoundError):
+            lock_path_for(path).unlink()
+        _unlock(spool_file.lock_fd)
+        logger.debug("removed drained spool file %s", path.name)
+
+    def _files(self) -> list[_SpoolFile]:
+        with self._files_lock:
+            return [*self._adopted, self._active]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put_many(self, records: Sequence[SpoolRecord]) -> None:
+        """Spool ``records`` in one transaction; on return they are as durable as the mode promises.
+
+        Raises ``SpoolFullError`` when the overflow policy refuses them; then none is spooled.
+        """
+        self._ensure_open()
+        if not records:
+            return
+        if not self._make_room(records):
+            return  # drop_newest: dropped and counted
+        if self.durability == "async":
+            with self._commit:
+                self._buffer.extend(records)
+                if len(self._buffer) >= self.ASYNC_BUFFER_LIMIT:
+                    self._commit.notify_all()
+            return
+        self._group_commit(records)
+
+    def _group_commit(self, records: Sequence[SpoolRecord]) -> None:
+        # Leader/follower group commit: the first caller to find no leader writes every
+        # waiting caller's records in one transaction (one fsync in power mode) and wakes
+        # them; the others wait for their ticket. A follower whose leader finished before
+        # reaching its ticket becomes the next leader.
+        ticket = _Ticket(records)
+        deadline = time.monotonic() + self.write_timeout
+        with self._commit:
+            self._waiting.append(ticket)
+            while self._leader and not ticket.done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and ticket in self._waiting:
+                    # Still queued: withdraw, so nothing is written after we report the failure.
+                    self._waiting.remove(ticket)
+                    raise SentinelError(f"spool write timed out after {self.write_timeout:g}s waiting for the disk")
+                self._commit.wait(remaining if remaining > 0 else 0.05)
+            if ticket.done:
+                if ticket.error is not None:
+                    raise ticket.error
+                return
+            self._leader = True
+            group, self._waiting = self._waiting, []
+        error: BaseException | None = None
+        try:
+            self._active.insert([record for member in group for record in member.records])
+        except BaseException as exc:  # every member of the group gets the failure
+            error = exc
+        with self._commit:
+            for member in group:
+                member.done = True
+                member.error = error
+            self._leader = False
+            self._commit.notify_all()
+        if error is None:
+            self._count_written(group)
+        elif isinstance(error, sqlite3.Error):
+            raise self._write_error(error) from error
+        else:
+            raise error
+
+    def _count_written(self, group: Iterable[_Ticket]) -> None:
+        self.commits += 1
+        self._used_estimate += sum(len(r.data) + ROW_OVERHEAD for member in group for r in member.records)
+        self._commits_since_measure += 1
+        if self._commits_since_measure >= 256:
+            self._measure_used()
+
+    def _write_error(self, error: sqlite3.Error) -> Exception:
+        if isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower():
+            return SpoolFullError(
+                f"the disk holding the spool is full ({error})",
+                spool_bytes=self._used_estimate,
+                max_spool_bytes=self.max_spool_bytes,
+            )
+        return OSError(f"spool write failed: {error}")
+
+    def commit_buffered(self) -> None:
+        """In async mode, write what is buffered in memory now (``flush`` and ``close`` call it)."""
+        self._ensure_owner()
+        with self._commit:
+            records, self._buffer = self._buffer, []
+        if records:
+            try:
+                self._active.insert(records)
+            except sqlite3.Error as exc:
+                with self._commit:  # keep them for the next attempt rather than lose them
+                    self._buffer[:0] = records
+                raise self._write_error(exc) from exc
+            self._count_written([_Ticket(records)])
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def _start_writer(self) -> None:
+        self._writer_stop = threading.Event()
+        self._writer = threading.Thread(target=self._run_writer, name="sentinel-durable-spool-writer", daemon=True)
+        self._writer.start()
+
+    def _run_writer(self) -> None:
+        while not self._writer_stop.is_set():
+            with self._commit:
+                if len(self._buffer) < self.ASYNC_BUFFER_LIMIT:
+                    self._commit.wait(self.async_interval)
+            try:
+                self.commit_buffered()
+            except Exception:
+                logger.exception("async spool write failed; the events stay buffered and are retried")
+                self._writer_stop.wait(self.async_interval)
+
+    # -- bounds ------------------------------------------------------------------------------
+
+    def _measure_used(self) -> int:
+        used = sum(f.used_bytes() for f in self._files())
+        self._used_estimate = used
+        self._commits_since_measure = 0
+        return used
+
+    def _make_room(self, records: Sequence[SpoolRecord]) -> bool:
+        """Apply the overflow policy; False when the records are to be dropped."""
+        # Pages grow a few at a time (table and index), so keep room for that beyond the rows.
+        incoming = sum(len(r.data) + ROW_OVERHEAD for r in records) + GROWTH_SLACK
+        if self._used_estimate + incoming <= self.max_spool_bytes * 0.9:
+            return True
+        if self._measure_used() + incoming <= self.max_spool_bytes:
+            return True
+        if incoming > self.max_spool_bytes:
+            raise SpoolFullError(
+                f"{len(records)} events of {incoming} bytes can never fit", spool_bytes=self._used_estimate,
+                max_spool_bytes=self.max_spool_bytes,
+            )  # fmt: skip
+        if self.overflow == "drop_newest":
+            self._count_drop("overflow_newest", len(records))
+            return False
+        if self.overflow == "drop_oldest":
+            self._drop_oldest(incoming)
+            return True
+        if self.overflow == "block":
+            deadline = time.monotonic() + self.write_timeout
+            with self._space:
+                while self._measure_used() + incoming > self.max_spool_bytes:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._space.wait(min(remaining, 0.5))
+                else:
+                    return True
+        raise SpoolFullError(
+            f"spool is at max_spool_bytes (overflow={self.overflow})",
+            spool_bytes=self._used_estimate,
+            max_spool_bytes=self.max_spool_bytes,
+        )
+
+    def _drop_oldest(self, incoming: int) -> None:
+        dropped = 0
+        while self._measure_used() + incoming > self.max_spool_bytes:
+            need = self._used_estimate + incoming - self.max_spool_bytes
+            removed = self._delete_oldest_pending(need)
+            if removed == 0:
+                raise SpoolFullError(
+                    "spool is full of events in flight or dead-lettered; nothing pending to drop",
+                    spool_bytes=self._used_estimate,
+                    max_spool_bytes=self.max_spool_bytes,
+                )
+            dropped += removed
+        self._count_drop("overflow_oldest", dropped)
+
+    def _delete_oldest_pending(self, nbytes: int) -> int:
+        for spool_file in self._files():
+            ids: list[int] = []
+            freed = 0
+            for row_id, _, size in spool_file.oldest_pending(0, 10_000):
+                ids.append(row_id)
+                freed += size + ROW_OVERHEAD
+                if freed >= nbytes:
+                    break
+            if ids:
+                spool_file.delete(ids, was_in_flight=False)
+                return len(ids)
+        return 0
+
+    def expire(self) -> int:
+        """Drop pending events older than ``max_event_age``; returns how many."""
+        self._ensure_open()
+        if self.max_event_age is None:
+            return 0
+        cutoff = time.time() - self.max_event_age
+        total = 0
+        for spool_file in self._files():
+            while True:
+                page = spool_file.oldest_pending(0, 1000)
+                ids = [row_id for row_id, spooled_at, _ in page if spooled_at < cutoff]
+                if ids:
+                    spool_file.delete(ids, was_in_flight=False)
+                    total += len(ids)
+                if len(ids) < len(page) or not page:
+                    break  # reached events young enough to keep (spool order is time order)
+        if total:
+            self._count_drop("expired", total)
+            self._rows_left()
+        return total
+
+    def _count_drop(self, reason: str, count: int) -> None:
+        if count:
+            self.dropped[reason] += count
+            logger.warning("dropped %d events from the spool (%s)", count, reason)
+
+    # -- draining ------------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> Claim | None:
+        """Claim up to ``limit`` pending events, oldest file first; None when nothing is pending."""
+        self._ensure_open()
+        for spool_file in self._files():
+            records = spool_file.claim(limit)
+            if records:
+                return Claim(spool_file, records)
+        return None
+
+    def ack(self, claim: Claim, records: Sequence[ClaimedRecord] | None = None) -> None:
+        """Delivered: delete the records (all of the claim by default) in one transaction."""
+        self._ensure_owner()
+        rows = claim.records if records is None else records
+        if rows:
+            claim.file.delete([r.row_id for r in rows])
+            self._rows_left(claim.file)
+
+    def release(self, claim: Claim, records: Sequence[ClaimedRecord] | None = None, error: str | None = None) -> None:
+        """Not delivered this time: back to pending, attempt counted, for a later retry."""
+        self._ensure_owner()
+        rows = claim.records if records is None else records
+        if rows:
+            claim.file.release([r.row_id for r in rows], error)
+
+    def dead_letter(self, claim: Claim, records: Sequence[ClaimedRecord], error: str) -> None:
+        """Failed for good: keep the records aside with their error and attempt count."""
+        self._ensure_owner()
+        if records:
+            claim.file.dead_letter([r.row_id for r in records], error)
+            self._rows_left(claim.file)
+
+    def _rows_left(self, spool_file: _SpoolFile | None = None) -> None:
+        """Rows left the spool: remove a drained adopted file, shrink, and wake blocked writers."""
+        if spool_file is not None and spool_file is not self._active and spool_file.is_empty:
+            with self._files_lock:
+                self._adopted.remove(spool_file)
+            self._remove(spool_file)
+        elif spool_file is not None and (
+            (spool_file.pending == 0 and spool_file.in_flight == 0) or spool_file.free_fraction() > 0.5
+        ):
+            spool_file.shrink()  # give the free pages back to the filesystem
+        self._measure_used()
+        with self._space:
+            self._space.notify_all()
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def counts(self) -> SpoolCounts:
+        self._ensure_owner()
+        files = self._files()
+        oldest = [t for t in (f.oldest_spooled_at() for f in files) if t is not None]
+        buffered = len(self._buffer)
+        return SpoolCounts(
+            pending=sum(f.pending for f in files) + buffered,
+            in_flight=sum(f.in_flight for f in files),
+            dead_letters=sum(f.dead_letters for f in files),
+            disk_bytes=sum(f.disk_bytes() for f in files),
+            used_bytes=self._used_estimate,
+            oldest_pending_age_s=max(0.0, time.time() - min(oldest)) if oldest else None,
+            files=len(files),
+            commits=self.commits,
+            dropped=dict(self.dropped),
+            quarantined=list(self.quarantined),
+        )
+
+    @property
+    def active_path(self) -> Path:
+        return self._active.path
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("spool is closed")
+        self._ensure_owner()
+
+    def _ensure_owner(self) -> None:
+        if self._pid != os.getpid():
+            # First use in a forked child: start a file of our own (the parent's were
+            # abandoned by the at-fork hook). Done here, not in the hook, so a child that
+            # never uses the spool creates nothing.
+            self._init_process_state()
+
+    def _abandon_after_fork(self) -> None:
+        # Runs in the child right after fork(), single-threaded: the parent's files, locks
+        # and threads are not ours. Events buffered in memory (async mode) are the parent's.
+        for spool_file in [*self._adopted, self._active]:
+            spool_file.abandon()
+        self._adopted = []
+        self._buffer = []
+
+    def close(self) -> None:
+        """Write what is buffered, stop the writer thread and release every file."""
+        if self._closed:
+            return
+        self._ensure_owner()
+        self._closed = True
+        if self._writer is not None:
+            self._writer_stop.set()
+            with self._commit:
+                self._commit.notify_all()
+            self._writer.join(timeout=self.write_timeout)
+        try:
+            self.commit_buffered()
+        finally:
+            for spool_file in self._files():
+                if spool_file.is_empty and (spool_file is not self._active or self.buffered == 0):
+                    self._remove(spool_file)  # nothing left in it: leave no file behind
+                else:
+                    spool_file.close()
+        _LIVE_SPOOLS.discard(self)
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _after_fork_in_child() -> None:
+    for spool in list(_LIVE_SPOOLS):
+        spool._abandon_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
