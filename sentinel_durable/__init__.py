@@ -7,6 +7,7 @@ exports are the public API; everything else is private.
 
 from ._version import __version__
 from .builder import EventBuilder
+from .client import Client
 from .config import Config
 from .errors import (
     BrokerConnectionError,
@@ -19,9 +20,11 @@ from .errors import (
     ValidationError,
 )
 from .event import PromptInfo, ResponseInfo, TelemetryEvent
+from .stats import Stats
 
 __all__ = [
     "BrokerConnectionError",
+    "Client",
     "ClientClosedError",
     "Config",
     "ConfigError",
@@ -32,6 +35,7 @@ __all__ = [
     "SendError",
     "SentinelError",
     "SpoolFullError",
+    "Stats",
     "TelemetryEvent",
     "ValidationError",
     "__version__",

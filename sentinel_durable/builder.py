@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .config import Config
 from .errors import ValidationError
 from .event import EventRules, TelemetryEvent, validate_event
 
@@ -25,8 +26,10 @@ class EventBuilder:
     ...          .response("Paris.", 7, "stop").latency(150.5).cost(0.001).build())
     """
 
-    def __init__(self, rules: EventRules | None = None) -> None:
-        self._rules = rules or EventRules()
+    def __init__(self, rules: Config | EventRules | None = None) -> None:
+        """``rules``: the text limit and validation settings to build with, taken from a
+        client's ``Config`` (``EventBuilder(client.config)``); the defaults otherwise."""
+        self._rules = rules.event_rules if isinstance(rules, Config) else (rules or EventRules())
         self._fields: dict[str, Any] = {}
         self._metadata: Any = {}
         self._extra_metadata: list[tuple[Any, Any]] = []

@@ -127,6 +127,8 @@ class Config(BaseModel):
     """Pending events older than this are dropped (and counted); ``None`` keeps them forever."""
     transport: Transport = "kafka-python"
     partition_key: PartitionKey = "service_name"
+    shutdown_timeout: Seconds = 2.0
+    """How long the exit hook may spend delivering before the process ends; the rest stays on disk."""
 
     # --- Kafka security -------------------------------------------------------------
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -319,6 +321,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENTINEL_MAX_EVENT_AGE": ("max_event_age", _parse_optional_duration),
     "SENTINEL_TRANSPORT": ("transport", str.lower),
     "SENTINEL_PARTITION_KEY": ("partition_key", str.lower),
+    "SENTINEL_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_duration),
     "SENTINEL_SECURITY_PROTOCOL": ("security_protocol", str.upper),
     "SENTINEL_SASL_MECHANISM": ("sasl_mechanism", str.upper),
     "SENTINEL_SASL_USERNAME": ("sasl_username", _parse_optional_str),

@@ -129,6 +129,12 @@ class SpoolCounts:
     quarantined: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FlushMark:
+    last_ids: dict[Path, tuple[int, int]]  # file -> (highest row id, dead letters up to it)
+    dropped: int
+
+
 class SpoolFileCorrupt(Exception):
     """A spool file failed to open or its integrity check."""
 
@@ -158,7 +164,7 @@ class _SpoolFile:
     )
     SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ?"
     SQL_RELEASE = (
-        f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = attempts + 1, last_error = ? WHERE _id = ?"
+        f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = attempts + ?, last_error = ? WHERE _id = ?"
     )
     SQL_DEAD_LETTER = (
         f"UPDATE {TABLE} SET status = {AckStatus.ACK_FAILED}, attempts = attempts + 1, last_error = ? WHERE _id = ?"
@@ -184,6 +190,11 @@ class _SpoolFile:
         f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = 0 WHERE status = {AckStatus.ACK_FAILED}"
     )
     SQL_PURGE_DEAD = f"DELETE FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED}"
+    SQL_MAX_ID = f"SELECT MAX(_id) FROM {TABLE}"
+    SQL_UNSETTLED_THROUGH = (
+        f"SELECT COUNT(*) FROM {TABLE} WHERE status IN ({AckStatus.READY}, {AckStatus.UNACK}) AND _id <= ?"
+    )
+    SQL_DEAD_THROUGH = f"SELECT COUNT(*) FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED} AND _id <= ?"
 
     def __init__(self, path: Path, lock_fd: int, *, durability: Durability, busy_timeout: float) -> None:
         self.path = path
@@ -294,10 +305,11 @@ class _SpoolFile:
             else:
                 self.pending -= len(row_ids)
 
-    def release(self, row_ids: Sequence[int], error: str | None) -> None:
+    def release(self, row_ids: Sequence[int], error: str | None, count_attempt: bool) -> None:
+        increment = 1 if count_attempt else 0
         with self.lock:
             with self._transaction() as cursor:
-                cursor.executemany(self.SQL_RELEASE, [(error, row_id) for row_id in row_ids])
+                cursor.executemany(self.SQL_RELEASE, [(increment, error, row_id) for row_id in row_ids])
             self.in_flight -= len(row_ids)
             self.pending += len(row_ids)
 
@@ -337,6 +349,17 @@ class _SpoolFile:
             self.dead_letters -= purged
         return purged
 
+    def max_row_id(self) -> int:
+        with self.lock:
+            return int(self._connection.execute(self.SQL_MAX_ID).fetchone()[0] or 0)
+
+    def unsettled_through(self, row_id: int) -> tuple[int, int]:
+        """``(pending or in flight, dead letters)`` among rows up to ``row_id``."""
+        with self.lock:
+            unsettled = self._connection.execute(self.SQL_UNSETTLED_THROUGH, (row_id,)).fetchone()[0]
+            dead = self._connection.execute(self.SQL_DEAD_THROUGH, (row_id,)).fetchone()[0]
+        return int(unsettled), int(dead)
+
     # -- size ----------------------------------------------------------------------------------
 
     def used_bytes(self) -> int:
@@ -366,6 +389,11 @@ class _SpoolFile:
             pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
             free = self._connection.execute("PRAGMA freelist_count").fetchone()[0]
         return float(free / pages) if pages else 0.0
+
+    def tally(self) -> tuple[int, int, int]:
+        """``(pending, in flight, dead letters)``, read together."""
+        with self.lock:
+            return self.pending, self.in_flight, self.dead_letters
 
     @property
     def is_empty(self) -> bool:
@@ -511,7 +539,6 @@ class Spool:
 
     def _init_process_state(self) -> None:
         """Everything that belongs to one process: files, locks, threads."""
-        self._pid = os.getpid()
         self._adopted: list[_SpoolFile] = []
         self._files_lock = threading.Lock()  # guards _adopted and _active
         self._commit = threading.Condition()  # group commit and the async buffer
@@ -528,6 +555,8 @@ class Spool:
         self._active = self._create_active_file()
         if self.durability == "async":
             self._start_writer()
+        # Last: until now, other threads of a forked child wait in _ensure_owner.
+        self._pid = os.getpid()
 
     # -- directory and files -----------------------------------------------------------------
 
@@ -847,12 +876,27 @@ class Spool:
             claim.file.delete([r.row_id for r in rows])
             self._rows_left(claim.file)
 
-    def release(self, claim: Claim, records: Sequence[ClaimedRecord] | None = None, error: str | None = None) -> None:
-        """Not delivered this time: back to pending, attempt counted, for a later retry."""
+    def release(
+        self,
+        claim: Claim,
+        records: Sequence[ClaimedRecord] | None = None,
+        error: str | None = None,
+        *,
+        count_attempt: bool = True,
+    ) -> None:
+        """Not delivered this time: back to pending for a later retry, keeping ``error``.
+
+        ``count_attempt=False`` when the record itself was not at fault (the broker was
+        away): only failures of the record count toward ``max_retries``.
+        """
         self._ensure_owner()
         rows = claim.records if records is None else records
         if rows:
-            claim.file.release([r.row_id for r in rows], error)
+            claim.file.release([r.row_id for r in rows], error, count_attempt)
+
+    def return_in_flight(self, claim: Claim) -> None:
+        """After a failure part-way through settling: every in-flight row of the file back to pending."""
+        claim.file.adopt()
 
     def dead_letter(self, claim: Claim, records: Sequence[ClaimedRecord], error: str) -> None:
         """Failed for good: keep the records aside with their error and attempt count."""
@@ -875,17 +919,40 @@ class Spool:
         with self._space:
             self._space.notify_all()
 
+    def flush_mark(self) -> FlushMark:
+        """Remember what is in the spool now, so ``unsettled(mark)`` can tell when it has all gone."""
+        self.commit_buffered()
+        marks = {}
+        for spool_file in self._files():
+            last = spool_file.max_row_id()
+            marks[spool_file.path] = (last, spool_file.unsettled_through(last)[1])
+        return FlushMark(marks, sum(self.dropped.values()))
+
+    def unsettled(self, mark: FlushMark) -> tuple[int, bool]:
+        """``(events of the mark still pending or in flight, whether any was dead-lettered or dropped)``."""
+        self._ensure_owner()
+        by_path = {f.path: f for f in self._files()}
+        remaining, lost = 0, sum(self.dropped.values()) > mark.dropped
+        for path, (last, dead_before) in mark.last_ids.items():
+            spool_file = by_path.get(path)
+            if spool_file is None:
+                continue  # an adopted file that was drained and removed
+            unsettled, dead = spool_file.unsettled_through(last)
+            remaining += unsettled
+            lost = lost or dead > dead_before
+        return remaining, lost
+
     # -- inspection ------------------------------------------------------------------------------
 
     def counts(self) -> SpoolCounts:
         self._ensure_owner()
         files = self._files()
         oldest = [t for t in (f.oldest_spooled_at() for f in files) if t is not None]
-        buffered = len(self._buffer)
+        tallies = [f.tally() for f in files]
         return SpoolCounts(
-            pending=sum(f.pending for f in files) + buffered,
-            in_flight=sum(f.in_flight for f in files),
-            dead_letters=sum(f.dead_letters for f in files),
+            pending=sum(t[0] for t in tallies) + len(self._buffer),
+            in_flight=sum(t[1] for t in tallies),
+            dead_letters=sum(t[2] for t in tallies),
             disk_bytes=sum(f.disk_bytes() for f in files),
             used_bytes=self._used_estimate,
             oldest_pending_age_s=max(0.0, time.time() - min(oldest)) if oldest else None,
@@ -901,6 +968,10 @@ class Spool:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _ensure_open(self) -> None:
         if self._closed:
             raise RuntimeError("spool is closed")
@@ -910,8 +981,11 @@ class Spool:
         if self._pid != os.getpid():
             # First use in a forked child: start a file of our own (the parent's were
             # abandoned by the at-fork hook). Done here, not in the hook, so a child that
-            # never uses the spool creates nothing.
-            self._init_process_state()
+            # never uses the spool creates nothing. Several threads of the child may get
+            # here at once: one re-initialises, the others wait for it.
+            with _fork_lock:
+                if self._pid != os.getpid():
+                    self._init_process_state()
 
     def _abandon_after_fork(self) -> None:
         # Runs in the child right after fork(), single-threaded: the parent's files, locks
@@ -920,6 +994,7 @@ class Spool:
             spool_file.abandon()
         self._adopted = []
         self._buffer = []
+        del self._active  # nothing may write to the parent's file from here
 
     def close(self) -> None:
         """Write what is buffered, stop the writer thread and release every file."""
@@ -949,7 +1024,14 @@ class Spool:
         self.close()
 
 
+#: Serialises the re-initialisation of spools in a forked child (replaced in every child,
+#: since another thread of the parent may have held it at fork time).
+_fork_lock = threading.Lock()
+
+
 def _after_fork_in_child() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()
     for spool in list(_LIVE_SPOOLS):
         spool._abandon_after_fork()
 

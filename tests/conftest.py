@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from sentinel_durable.testing import EmbeddedBroker
 
 
 def valid_fields(**overrides: Any) -> dict[str, Any]:
@@ -22,3 +25,15 @@ def valid_fields(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def fields() -> dict[str, Any]:
     return valid_fields()
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedBroker]:
+    """A real Kafka-compatible broker (Tansu) behind a proxy that can cut the network."""
+    with EmbeddedBroker(with_proxy=True) as running:
+        yield running
+
+
+@pytest.fixture
+def topic(request: pytest.FixtureRequest) -> str:
+    return "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:200]

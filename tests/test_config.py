@@ -53,6 +53,7 @@ CASES: dict[str, tuple[str, str, Any, str]] = {
     "MAX_EVENT_AGE": ("24h", "max_event_age", 86400.0, "a day"),
     "TRANSPORT": ("confluent", "transport", "confluent", "carrier-pigeon"),
     "PARTITION_KEY": ("event_id", "partition_key", "event_id", "model"),
+    "SHUTDOWN_TIMEOUT": ("500ms", "shutdown_timeout", 0.5, "soon"),
     "SECURITY_PROTOCOL": ("ssl", "security_protocol", "SSL", "TLS"),
     "SASL_MECHANISM": ("GSSAPI", "sasl_mechanism", None, "KERBEROS"),  # needs SASL protocol: see below
     "SASL_USERNAME": ("alice", "sasl_username", "alice", "al\x01ice"),

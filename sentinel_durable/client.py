@@ -1,0 +1,308 @@
+"""The client: what the caller's threads touch.
+
+``send`` validates, serialises and writes to the spool, then returns; it never waits for
+Kafka (unless asked with ``wait=True``) and never touches the network. The flusher thread
+(``flusher.py``) does the rest.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from .config import Config
+from .errors import (
+    BrokerConnectionError,
+    ClientClosedError,
+    ConfigError,
+    DeliveryTimeoutError,
+    ValidationError,
+)
+from .event import TelemetryEvent, validate_event
+from .flusher import Flusher
+from .spool import Spool, SpoolRecord
+from .stats import Stats
+from .transport import check_transport_config
+
+__all__ = ["Client"]
+
+logger = logging.getLogger(__name__)
+
+#: Open clients, held strongly: a client dropped without close() keeps delivering from its
+#: flusher thread, and the exit hook still gives it its shutdown_timeout.
+_LIVE_CLIENTS: set[Client] = set()
+#: Flushers inherited across fork(): never closed in the child (their producer's sockets are
+#: the parent's), so they are kept referenced here for the child's lifetime.
+_ABANDONED: list[Flusher] = []
+
+
+class Client:
+    """Sends LLM telemetry to LLM-Sentinel through an on-disk spool and a background flusher.
+
+    ``Client(brokers=[...], topic=...)`` takes every option of :class:`Config`, or
+    ``Client(config=Config(...))``. Creating a client never touches the network.
+    """
+
+    def __init__(self, config: Config | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("config", f"pass config= or options ({', '.join(sorted(options))}), not both")
+        self._config = config if config is not None else Config(**options)
+        check_transport_config(self._config)
+        self._rules = self._config.event_rules
+        self._lock = threading.Lock()  # guards close() against itself
+        self._closed = False
+        self._spool = Spool(
+            self._config.spool_directory(),
+            durability=self._config.durability,
+            max_spool_bytes=self._config.max_spool_bytes,
+            overflow=self._config.overflow,
+            max_event_age=self._config.max_event_age,
+            write_timeout=self._config.write_timeout,
+            batch_timeout=self._config.batch_timeout,
+        )
+        self._start_flusher()
+        _LIVE_CLIENTS.add(self)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Client:
+        """A client configured from ``SENTINEL_*`` variables (see ``Config.from_env``)."""
+        return cls(config=Config.from_env(environ, **overrides))
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def _start_flusher(self) -> None:
+        self._flusher = Flusher(self._config, self._spool)
+        self._flusher.start()
+        self._pid = os.getpid()  # last: other threads of a forked child wait until the flusher is new
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def track(
+        self,
+        *,
+        service: str,
+        model: str,
+        prompt: str,
+        response: str,
+        latency_ms: float,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost_usd: float = 0.0,
+        finish_reason: str = "stop",
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        errors: Sequence[str] | None = None,
+        prompt_embedding: Sequence[float] | None = None,
+        response_embedding: Sequence[float] | None = None,
+    ) -> str:
+        """Record one LLM call (the Go SDK's ``Track``); returns the event id once spooled."""
+        self._check_usable()
+        fields: dict[str, Any] = {
+            "service_name": service,
+            "model": model,
+            "prompt": {"text": prompt, "tokens": prompt_tokens, "embedding": prompt_embedding},
+            "response": {
+                "text": response,
+                "tokens": completion_tokens,
+                "finish_reason": finish_reason,
+                "embedding": response_embedding,
+            },
+            "latency_ms": latency_ms,
+            "cost_usd": cost_usd,
+            "metadata": dict(metadata) if isinstance(metadata, Mapping) else ({} if metadata is None else metadata),
+            "errors": list(errors) if isinstance(errors, list | tuple) else ([] if errors is None else errors),
+            "trace_id": trace_id,
+            "span_id": span_id,
+        }
+        event = validate_event(fields, self._rules)
+        self._spool_records([SpoolRecord.from_event(event)])
+        return event.event_id
+
+    def send(self, event: TelemetryEvent, *, wait: bool = False, timeout: float | None = None) -> str:
+        """Spool ``event`` (checked again against this client's rules); returns its id.
+
+        With ``wait=True`` return only once Kafka acked it (the Go SDK's synchronous
+        ``Send``): ``DeliveryTimeoutError`` after ``timeout`` seconds (default
+        ``write_timeout``) — ``BrokerConnectionError`` if no broker could be reached — and
+        ``SendError`` if it was dead-lettered. The event stays spooled on a timeout.
+        """
+        self._check_usable()
+        checked = validate_event(event, self._rules)
+        record = SpoolRecord.from_event(checked)
+        if not wait:
+            self._spool_records([record])
+            return checked.event_id
+        waiter = self._flusher.register_waiter(checked.event_id)
+        try:
+            self._spool_records([record])
+            self._spool.commit_buffered()
+            self._flusher.kick()
+            limit = self._config.write_timeout if timeout is None else timeout
+            if not waiter.done.wait(timeout=limit):
+                error = DeliveryTimeoutError(f"event {checked.event_id} not acked", timeout=limit, pending=1)
+                if self._flusher.counters.broker_connected is False:
+                    raise BrokerConnectionError(
+                        f"no broker reachable: {self._flusher.counters.last_error}", brokers=self._config.brokers
+                    ) from error
+                raise error
+        finally:
+            self._flusher.forget_waiter(checked.event_id)
+        if waiter.error is not None:
+            raise waiter.error
+        return checked.event_id
+
+    def send_batch(self, events: Iterable[TelemetryEvent]) -> list[str]:
+        """Spool every event in one transaction, or none: one invalid event refuses the batch."""
+        self._check_usable()
+        records = []
+        for index, event in enumerate(events):
+            try:
+                records.append(SpoolRecord.from_event(validate_event(event, self._rules)))
+            except ValidationError as exc:
+                raise ValidationError(f"events[{index}].{exc.field}", exc.message, exc.value) from exc
+        self._spool_records(records)
+        return [record.event_id for record in records]
+
+    def _spool_records(self, records: Sequence[SpoolRecord]) -> None:
+        self._spool.put_many(records)
+        self._flusher.notify_spooled()
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event pending in the spool directory when called is delivered.
+
+        Files left by dead processes or closed clients count too. Returns True when all were
+        acked by Kafka; False on timeout, or once one of them is dead-lettered or dropped.
+        """
+        self._check_usable()
+        deadline = time.monotonic() + timeout
+        self._spool.adopt_orphans()
+        mark = self._spool.flush_mark()
+        self._flusher.kick()
+        while True:
+            remaining, lost = self._spool.unsettled(mark)
+            if remaining == 0:
+                return not lost
+            left = deadline - time.monotonic()
+            if left <= 0:
+                logger.info("flush timed out after %gs with %d events still pending", timeout, remaining)
+                return False
+            self._flusher.wait_settled(min(left, 0.25))
+
+    def stats(self) -> Stats:
+        self._check_usable()
+        counts = self._spool.counts()
+        counters = self._flusher.counters
+        recent = counters.batch_sizes
+        return Stats(
+            spooled=counts.pending,
+            in_flight=counts.in_flight,
+            delivered=counters.delivered,
+            dead_lettered=counters.dead_lettered,
+            dropped=counts.dropped,
+            retries=counters.retries,
+            errors=counters.errors,
+            last_error=counters.last_error,
+            broker_connected=counters.broker_connected,
+            oldest_pending_age_s=counts.oldest_pending_age_s,
+            spool_bytes=counts.disk_bytes,
+            dead_letters=counts.dead_letters,
+            spool_files=counts.files,
+            quarantined=counts.quarantined,
+            writes=counters.writes,
+            messages=counters.delivered,
+            bytes=counters.bytes,
+            batch_size=sum(recent) / len(recent) if recent else 0.0,
+            max_attempts=max(1, self._config.max_retries),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting events, deliver what can be delivered within ``timeout``, keep the rest on disk.
+
+        Never raises because events are undelivered, and releases the spool files within
+        the timeout even if a broker connection hangs.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        _LIVE_CLIENTS.discard(self)
+        deadline = time.monotonic() + timeout
+        if self._pid != os.getpid():  # first call in a forked child: nothing of ours runs yet
+            self._spool.close()
+            return
+        try:
+            self._spool.commit_buffered()
+        except Exception:
+            logger.exception("could not write buffered events while closing")
+        stopped = self._flusher.stop(max(0.0, deadline - time.monotonic()))
+        if stopped:
+            self._flusher.close_transport(max(0.0, deadline - time.monotonic()))
+        else:
+            logger.warning("the flusher did not stop within %gs (a broker call hangs); closing anyway", timeout)
+        self._spool.close()
+        counts_left = "" if stopped else " (in-flight events return to pending on next start)"
+        logger.debug("client closed%s", counts_left)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        if self._pid != os.getpid():
+            # First call in a forked child: the parent's flusher thread does not exist here
+            # and its producer's sockets are the parent's. Start our own; the spool opens a
+            # file of the child's own on its next use. One thread does it; others wait.
+            with _fork_lock:
+                if self._pid != os.getpid():
+                    _ABANDONED.append(self._flusher)
+                    self._start_flusher()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Client topic={self._config.topic!r} brokers={self._config.brokers!r} {state}>"
+
+
+#: Serialises restarting flushers in a forked child (a fresh lock in every child).
+_fork_lock = threading.Lock()
+
+
+def _reset_fork_lock() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_fork_lock)
+
+
+def _close_all_at_exit() -> None:
+    for client in list(_LIVE_CLIENTS):
+        try:
+            client.close(timeout=client.config.shutdown_timeout)
+        except Exception:
+            logger.exception("closing a client at exit failed")
+
+
+atexit.register(_close_all_at_exit)

@@ -1,0 +1,303 @@
+"""The flusher: one background thread per client that drains the spool into Kafka.
+
+The loop: claim a batch from the spool, hand it to the transport, wait for the acks, then
+settle each record in the spool — delete what was delivered, put back what may be retried,
+dead-letter what failed ``max_retries`` times for a reason of its own. Retriable failures
+back off exponentially with full jitter (the ``backoff`` library's generators), capped at
+``max_retry_backoff``, and are retried forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import backoff
+
+from .config import Config
+from .errors import SendError
+from .spool import Claim, ClaimedRecord, Spool
+from .transport import Outcome, RecordResult, Transport, create_transport
+
+__all__ = ["DEFAULT_BATCH", "Flusher", "FlusherCounters"]
+
+logger = logging.getLogger(__name__)
+
+#: Events claimed per batch when ``batch_size`` is 0.
+DEFAULT_BATCH = 1000
+#: How often an idle flusher looks for spool files left by dead processes, and expires old events.
+HOUSEKEEPING_INTERVAL = 10.0
+
+
+@dataclass
+class FlusherCounters:
+    """What the flusher did since it started; read by ``Client.stats()``."""
+
+    delivered: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    broker_connected: bool | None = None  # None until the first attempt
+    writes: int = 0
+    bytes: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class DeliveryWaiter:
+    """A caller of ``send(..., wait=True)`` waiting for one event."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: SendError | None = None
+
+
+class Flusher:
+    """Owns the background thread, the transport it uses, and the counters it keeps."""
+
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        transport_factory: Callable[[Config], Transport] = create_transport,
+    ) -> None:
+        self._config = config
+        self._spool = spool
+        self._transport_factory = transport_factory
+        self._transport: Transport | None = None
+        self.batch_size = config.batch_size or DEFAULT_BATCH
+        self.counters = FlusherCounters()
+        self._work = threading.Event()  # set by senders: something new is in the spool
+        self._kick = threading.Event()  # set by flush/close: cut a backoff wait short
+        self._stop = threading.Event()  # stop once the spool is empty or the deadline passes
+        self._deadline = float("inf")
+        self._settled = threading.Condition()  # notified after every batch is settled
+        self._waiters: dict[str, DeliveryWaiter] = {}
+        self._waiters_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    # -- control (caller threads) ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="sentinel-durable-flusher", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    def notify_spooled(self) -> None:
+        self._work.set()
+
+    def kick(self) -> None:
+        """Wake the thread now, even out of a backoff wait (flush and close call this)."""
+        self._kick.set()
+        self._work.set()
+
+    def wait_settled(self, timeout: float) -> None:
+        """Wait until a batch is settled, or ``timeout`` seconds."""
+        with self._settled:
+            self._settled.wait(timeout)
+
+    def register_waiter(self, event_id: str) -> DeliveryWaiter:
+        waiter = DeliveryWaiter()
+        with self._waiters_lock:
+            self._waiters[event_id] = waiter
+        return waiter
+
+    def forget_waiter(self, event_id: str) -> None:
+        with self._waiters_lock:
+            self._waiters.pop(event_id, None)
+
+    def stop(self, timeout: float) -> bool:
+        """Deliver what can be delivered within ``timeout`` seconds, then stop; True if the thread ended."""
+        self._deadline = time.monotonic() + timeout
+        self._stop.set()
+        self.kick()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout=max(0.0, timeout))
+        return not self._thread.is_alive()
+
+    def close_transport(self, timeout: float) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close(timeout)
+
+    # -- the thread -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        delays: Iterator[float] | None = None
+        last_housekeeping = 0.0
+        while not (self._stop.is_set() and time.monotonic() >= self._deadline):
+            try:
+                if time.monotonic() - last_housekeeping >= HOUSEKEEPING_INTERVAL:
+                    last_housekeeping = time.monotonic()
+                    self._housekeeping()
+                claim = self._spool.claim(self.batch_size)
+            except Exception as exc:
+                if self._spool_closed():
+                    return
+                self._record_error(f"spool: {exc}", exc)
+                self._pause(self._next_delay(delays := delays or self._delays()))
+                continue
+            if claim is None:
+                if self._stop.is_set():
+                    return  # everything is delivered
+                self._work.wait(timeout=HOUSEKEEPING_INTERVAL)
+                self._work.clear()
+                continue
+            try:
+                must_retry = self._deliver(claim)
+            except Exception as exc:  # a spool failure or a bug: never let the thread die
+                if self._spool_closed():
+                    return  # close() went ahead without us; the claim returns to pending on next open
+                self._record_error(f"flusher: {exc}", exc)
+                logger.exception("flusher failed on a batch; it is retried")
+                self._return_quietly(claim)
+                must_retry = True
+            if must_retry:
+                delays = delays or self._delays()
+                self._pause(self._next_delay(delays))
+            else:
+                delays = None
+
+    def _housekeeping(self) -> None:
+        self._spool.adopt_orphans()
+        self._spool.expire()
+
+    def _deliver(self, claim: Claim) -> bool:
+        """Send one claimed batch and settle it; True when some records must be retried later."""
+        if self._transport is None:
+            self._transport = self._transport_factory(self._config)
+        timeout = max(0.1, min(self._config.write_timeout, self._deadline - time.monotonic()))
+        try:
+            results = self._transport.deliver(claim.records, timeout)
+        except Exception as exc:  # transports report per record; this is a bug in one
+            logger.exception("transport failed on a batch")
+            results = [RecordResult(Outcome.RETRY, f"transport: {exc}")] * len(claim.records)
+        return self._settle(claim, results)
+
+    def _settle(self, claim: Claim, results: Sequence[RecordResult]) -> bool:
+        delivered: list[ClaimedRecord] = []
+        waiting: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # broker away: not their fault
+        failing: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # their fault: attempt counted
+        dead: dict[str, list[ClaimedRecord]] = defaultdict(list)
+        unreachable = False
+        max_attempts = max(1, self._config.max_retries)
+        for record, result in zip(claim.records, results, strict=True):
+            if result.outcome is Outcome.DELIVERED:
+                delivered.append(record)
+            elif result.outcome is Outcome.RETRY:
+                waiting[result.error].append(record)
+                unreachable = unreachable or result.unreachable
+            elif record.attempts + 1 >= max_attempts:
+                dead[result.error or "failed"].append(record)
+            else:
+                failing[result.error].append(record)
+        self._spool.ack(claim, delivered)
+        for error, records in waiting.items():
+            self._spool.release(claim, records, error, count_attempt=False)
+        for error, records in failing.items():
+            self._spool.release(claim, records, error, count_attempt=True)
+        for error, records in dead.items():
+            self._spool.dead_letter(claim, records, error)
+            logger.error("dead-lettered %d events after %d attempts: %s", len(records), max_attempts, error)
+        self._count(claim, delivered, waiting, failing, dead, unreachable)
+        self._resolve_waiters(delivered, dead)
+        with self._settled:
+            self._settled.notify_all()
+        return bool(waiting or failing)
+
+    def _count(
+        self,
+        claim: Claim,
+        delivered: list[ClaimedRecord],
+        waiting: dict[str | None, list[ClaimedRecord]],
+        failing: dict[str | None, list[ClaimedRecord]],
+        dead: dict[str, list[ClaimedRecord]],
+        unreachable: bool,
+    ) -> None:
+        counters = self.counters
+        retried = sum(map(len, waiting.values())) + sum(map(len, failing.values()))
+        failed = sum(map(len, failing.values())) + sum(map(len, dead.values()))
+        counters.delivered += len(delivered)
+        counters.dead_lettered += sum(map(len, dead.values()))
+        counters.retries += retried
+        if delivered:
+            counters.writes += 1
+            counters.bytes += sum(len(record.data) for record in delivered)
+            counters.batch_sizes = [*counters.batch_sizes[-99:], len(delivered)]
+        errors = [error for group in (waiting, failing, dead) for error in group if error]
+        if errors:
+            counters.errors += failed + (1 if waiting else 0)
+            counters.last_error = errors[-1]
+        if delivered and counters.broker_connected is not True:
+            if counters.broker_connected is False:
+                logger.info("Kafka is reachable again; delivering the spooled backlog")
+            counters.broker_connected = True
+        elif unreachable and not delivered and counters.broker_connected is not False:
+            logger.warning(
+                "Kafka is unreachable (%s): %s. Events stay in the spool and are retried with backoff.",
+                ", ".join(self._config.brokers),
+                counters.last_error,
+            )
+            counters.broker_connected = False
+
+    def _resolve_waiters(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
+        if not self._waiters:
+            return
+        with self._waiters_lock:
+            for record in delivered:
+                waiter = self._waiters.pop(record.event_id, None)
+                if waiter is not None:
+                    waiter.done.set()
+            for error, records in dead.items():
+                for record in records:
+                    waiter = self._waiters.pop(record.event_id, None)
+                    if waiter is not None:
+                        waiter.error = SendError(
+                            f"event dead-lettered: {error}", retries=record.attempts + 1, event_id=record.event_id
+                        )
+                        waiter.done.set()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _delays(self) -> Iterator[float]:
+        # backoff.expo yields factor * 2**n up to max_value; full_jitter then picks in [0, delay].
+        delays: Iterator[float] = backoff.expo(
+            base=2, factor=self._config.retry_backoff, max_value=self._config.max_retry_backoff
+        )
+        next(delays)  # backoff's generators yield None first (they are primed with send(None))
+        return delays
+
+    def _next_delay(self, delays: Iterator[float]) -> float:
+        return float(backoff.full_jitter(next(delays)))
+
+    def _pause(self, seconds: float) -> None:
+        """Back off, unless flush/close kicks us or the close deadline comes first."""
+        seconds = min(seconds, max(0.0, self._deadline - time.monotonic()))
+        if self._kick.wait(timeout=seconds):
+            self._kick.clear()
+
+    def _record_error(self, message: str, exc: BaseException) -> None:
+        self.counters.errors += 1
+        self.counters.last_error = message
+        logger.debug("flusher error", exc_info=exc)
+
+    def _return_quietly(self, claim: Claim) -> None:
+        try:
+            self._spool.return_in_flight(claim)
+        except Exception:
+            logger.debug("could not return a claim; it returns to pending when the file is next opened")
+
+    def _spool_closed(self) -> bool:
+        return self._spool.closed

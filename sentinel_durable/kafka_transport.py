@@ -1,0 +1,194 @@
+"""The default transport: kafka-python's ``KafkaProducer``.
+
+Created lazily on the flusher thread (its constructor can block for its whole bootstrap
+timeout when no broker answers). A producer that reaches a state it never leaves (the
+idempotent producer after a broker restart: UnknownProducerId, fatal InitProducerId
+errors) is thrown away and a new one made on the next batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka import errors as kafka_errors
+
+from .config import Config
+from .spool import ClaimedRecord
+from .transport import DELIVERED, Outcome, RecordResult, record_headers, record_key
+
+logger = logging.getLogger(__name__)
+
+#: Failures that belong to one record: retrying it can never succeed, so it is dead-lettered
+#: after max_retries attempts while the records behind it go on.
+_RECORD_FAILURES: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.CorruptRecordError,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.PolicyViolationError,
+)
+#: Failures after which this producer is not to be trusted again.
+_PRODUCER_FAILURES: tuple[type[BaseException], ...] = (
+    kafka_errors.UnknownProducerIdError,
+    kafka_errors.OutOfOrderSequenceNumberError,
+    kafka_errors.InvalidProducerEpochError,
+    kafka_errors.IllegalStateError,
+    kafka_errors.KafkaConfigurationError,
+)
+#: Failures that mean no broker could be reached.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.MetadataEmptyBrokerList,
+    ConnectionError,
+    TimeoutError,
+)
+
+_ACKS = {-1: "all", 0: 0, 1: 1}
+#: Produce requests may hold this many bytes per partition batch (kafka-python's default is 16 KiB).
+_BATCH_BYTES = 1 << 20
+
+
+def producer_options(config: Config) -> dict[str, Any]:
+    """KafkaProducer settings for a configuration (secrets included: never log this)."""
+    write_ms = int(config.write_timeout * 1000)
+    options: dict[str, Any] = {
+        "bootstrap_servers": list(config.brokers),
+        "client_id": "sentinel-durable",
+        "acks": _ACKS[config.require_acks],
+        "compression_type": None if config.compression == "none" else config.compression,
+        "linger_ms": int(config.batch_timeout * 1000),
+        "batch_size": _BATCH_BYTES,
+        # We retry ourselves (forever, with our backoff); the idempotent producer can wedge
+        # itself after a broker restart, and duplicates carry their event_id anyway.
+        "enable_idempotence": False,
+        "retries": 0,
+        "max_in_flight_requests_per_connection": 5,
+        "request_timeout_ms": write_ms,
+        "delivery_timeout_ms": write_ms + int(config.batch_timeout * 1000) + 1,
+        "max_block_ms": write_ms,
+        "bootstrap_timeout_ms": write_ms,
+        "reconnect_backoff_ms": int(config.retry_backoff * 1000),
+        "reconnect_backoff_max_ms": int(config.max_retry_backoff * 1000),
+        "security_protocol": config.security_protocol,
+    }
+    if config.sasl_mechanism is not None:
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = config.sasl_username
+        if config.sasl_password is not None:
+            options["sasl_plain_password"] = config.sasl_password.get_secret_value()
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(config, name)
+        if path is not None:
+            options[name] = str(path)
+    if config.ssl_password is not None:
+        options["ssl_password"] = config.ssl_password.get_secret_value()
+    return options
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def classify(error: BaseException) -> RecordResult:
+    """Map a kafka-python failure to what the flusher should do with the record."""
+    if isinstance(error, _RECORD_FAILURES):
+        return RecordResult(Outcome.FAILED, _describe(error))
+    return RecordResult(Outcome.RETRY, _describe(error), unreachable=isinstance(error, _UNREACHABLE))
+
+
+class KafkaPythonTransport:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._producer: Any = None
+
+    def _ensure_producer(self) -> Any:
+        if self._producer is None:
+            producer = KafkaProducer(**producer_options(self._config))
+            # kafka-python closes each producer from an atexit hook of its own (1 s timeout).
+            # Registered after ours, it would run first and cut the client's final drain
+            # short; the client closes its producer itself.
+            unregister = getattr(producer, "_unregister_cleanup", None)
+            if callable(unregister):
+                unregister()
+            self._producer = producer
+        return self._producer
+
+    def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
+        deadline = time.monotonic() + timeout
+        try:
+            producer = self._ensure_producer()
+        except Exception as exc:  # no broker answered the bootstrap, bad TLS files...
+            result = classify(exc)
+            if result.outcome is Outcome.FAILED:
+                result = RecordResult(Outcome.RETRY, result.error)
+            return [result] * len(records)
+        results: list[RecordResult | None] = [None] * len(records)
+        futures: list[tuple[int, Any]] = []
+        topic = self._config.topic
+        for index, record in enumerate(records):
+            try:
+                future = producer.send(
+                    topic,
+                    value=record.data,
+                    key=record_key(self._config, record),
+                    headers=record_headers(record),
+                    timestamp_ms=record.event_time_ms,
+                )
+            except Exception as exc:
+                result = classify(exc)
+                results[index] = result
+                if result.outcome is Outcome.RETRY:
+                    # Metadata or buffer space is not coming (send() already waited for it):
+                    # the rest of the batch would wait the same way. Retry them all later.
+                    for rest in range(index + 1, len(records)):
+                        results[rest] = RecordResult(Outcome.RETRY, result.error, result.unreachable)
+                    break
+                continue
+            futures.append((index, future))
+        if futures:
+            with _suppress_and_log("flush"):
+                producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+        for index, future in futures:
+            if not future.is_done:
+                results[index] = RecordResult(Outcome.RETRY, f"no ack within {timeout:g}s", unreachable=True)
+            elif future.succeeded():
+                results[index] = DELIVERED
+            else:
+                error = future.exception
+                results[index] = classify(error)
+                if isinstance(error, _PRODUCER_FAILURES):
+                    self._discard_producer(f"producer failed: {_describe(error)}")
+        return [result or RecordResult(Outcome.RETRY, "not sent") for result in results]
+
+    def _discard_producer(self, reason: str) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            logger.warning("making a new Kafka producer (%s)", reason)
+            with _suppress_and_log("close"):
+                producer.close(timeout=0)
+
+    def close(self, timeout: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            # close(timeout) raises when records are still pending; they are on disk anyway.
+            with _suppress_and_log("close"):
+                producer.close(timeout=timeout)
+
+
+@contextlib.contextmanager
+def _suppress_and_log(what: str) -> Iterator[None]:
+    """Suppress a kafka-python failure in a housekeeping call, logging it at DEBUG."""
+    try:
+        yield
+    except Exception as exc:
+        logger.debug("kafka producer %s failed: %s", what, _describe(exc))

@@ -1,0 +1,41 @@
+"""``Client.stats()``: counters since the client started and gauges now (DESIGN §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Stats"]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A snapshot of a client.
+
+    Gauges: ``spooled`` (pending on disk, plus in memory in async mode), ``in_flight``,
+    ``oldest_pending_age_s``, ``spool_bytes`` (on disk), ``broker_connected`` (``None``
+    before the first attempt). Counters since the client started: ``delivered``,
+    ``dead_lettered``, ``dropped`` (by reason: ``overflow_oldest``, ``overflow_newest``,
+    ``expired``), ``retries``, ``errors`` and ``last_error``. The Go SDK's writer figures:
+    ``writes`` (produce batches acked), ``messages`` (records acked), ``bytes`` (record
+    bytes acked), ``batch_size`` (mean records per write, recent writes) and ``max_attempts``.
+    """
+
+    spooled: int
+    in_flight: int
+    delivered: int
+    dead_lettered: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    broker_connected: bool | None = None
+    oldest_pending_age_s: float | None = None
+    spool_bytes: int = 0
+    dead_letters: int = 0
+    spool_files: int = 0
+    quarantined: list[str] = field(default_factory=list)
+    writes: int = 0
+    messages: int = 0
+    bytes: int = 0
+    batch_size: float = 0.0
+    max_attempts: int = 0

@@ -1,0 +1,103 @@
+"""What the flusher needs from a Kafka client, and how the record is laid out (key, headers).
+
+A transport delivers one claimed batch and reports, per record, whether the broker acked
+it, whether it may be retried, or whether it failed for good. The kafka-python transport
+(``kafka_transport.py``) is the default; another (confluent-kafka) can follow the same shape.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from ._version import __version__
+from .config import Config
+from .errors import ConfigError
+from .spool import ClaimedRecord
+
+__all__ = [
+    "Outcome",
+    "RecordResult",
+    "Transport",
+    "check_transport_config",
+    "create_transport",
+    "record_headers",
+    "record_key",
+]
+
+CONTENT_TYPE = b"application/json"
+SDK_NAME = b"sentinel-durable"
+SDK_VERSION = __version__.encode()
+
+#: Compression codec -> (importable module it needs, pip extra that installs it).
+_CODECS = {"snappy": ("snappy", "python-snappy"), "lz4": ("lz4", "sentinel-durable[lz4]"),
+           "zstd": ("zstandard", "sentinel-durable[zstd]")}  # fmt: skip
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # the broker was away or slow: try again later, forever
+    FAILED = "failed"  # this record cannot be delivered as it is (too large, bad topic...)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    outcome: Outcome
+    error: str | None = None
+    #: True when the failure says the brokers cannot be reached (for stats and logging).
+    unreachable: bool = False
+
+
+DELIVERED = RecordResult(Outcome.DELIVERED)
+
+
+class Transport(Protocol):
+    """Delivers claimed batches to Kafka. Used from the flusher thread only."""
+
+    def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
+        """Produce ``records`` and wait up to ``timeout`` seconds for their acks; one result per record."""
+        ...
+
+    def close(self, timeout: float) -> None:
+        """Release connections within ``timeout`` seconds; undelivered records are not waited for."""
+        ...
+
+
+def record_key(config: Config, record: ClaimedRecord) -> bytes | None:
+    if config.partition_key == "service_name":
+        return record.service_name.encode()
+    if config.partition_key == "event_id":
+        return record.event_id.encode()
+    return None
+
+
+def record_headers(record: ClaimedRecord) -> list[tuple[str, bytes]]:
+    return [
+        ("event_id", record.event_id.encode()),
+        ("service_name", record.service_name.encode()),
+        ("model", record.model.encode()),
+        ("content-type", CONTENT_TYPE),
+        ("sdk.name", SDK_NAME),
+        ("sdk.version", SDK_VERSION),
+    ]
+
+
+def check_transport_config(config: Config) -> None:
+    """Raise ``ConfigError`` at construction for a transport or codec that cannot work here."""
+    if config.transport != "kafka-python":
+        raise ConfigError("transport", "is not available in this version (use 'kafka-python')", config.transport)
+    needed = _CODECS.get(config.compression)
+    if needed is not None and importlib.util.find_spec(needed[0]) is None:
+        module, extra = needed
+        raise ConfigError("compression", f"needs the {module!r} module: pip install '{extra}'", config.compression)
+
+
+def create_transport(config: Config) -> Transport:
+    """Build the configured transport (on the flusher thread: this may touch the network)."""
+    check_transport_config(config)
+    from .kafka_transport import KafkaPythonTransport
+
+    return KafkaPythonTransport(config)

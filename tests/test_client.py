@@ -1,0 +1,449 @@
+"""The client end to end against a real Kafka-compatible broker (Tansu), never a mock."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spool_helpers import drain_all
+from wire_schema import parse_wire
+
+import sentinel_durable as sentinel
+from sentinel_durable.testing import EmbeddedBroker, wait_until
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def make_client(spool_dir: Path, topic: str) -> Iterator[Any]:
+    clients: list[sentinel.Client] = []
+
+    def make(brokers: str, **options: Any) -> sentinel.Client:
+        options.setdefault("spool_dir", spool_dir)
+        options.setdefault("retry_backoff", 0.05)
+        options.setdefault("max_retry_backoff", 0.5)
+        options.setdefault("write_timeout", 5.0)
+        client = sentinel.Client(brokers=[brokers], topic=topic, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close(timeout=2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def track(client: sentinel.Client, count: int, service: str = "svc", **fields: Any) -> list[str]:
+    return [
+        client.track(
+            service=service, model="gpt-4", prompt=f"prompt {n}", response="Paris.", latency_ms=150.5,
+            prompt_tokens=8, completion_tokens=7, cost_usd=0.001, **fields,
+        )
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def _pending(client: sentinel.Client) -> tuple[int, int]:
+    stats = client.stats()  # one snapshot: a claim moves events from spooled to in_flight
+    return stats.spooled, stats.in_flight
+
+
+def event_ids(records: list[Any]) -> list[str]:
+    return [json.loads(record.value)["event_id"] for record in records]
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+def test_tracked_events_arrive_with_wire_json_key_and_headers(
+    broker: EmbeddedBroker, make_client: Any, topic: str
+) -> None:
+    client = make_client(broker.bootstrap_servers)
+    sent = track(client, 1000, metadata={"region": "eu"})
+    assert client.flush(timeout=60)
+    records = broker.read_topic(topic, expected=1000)
+    assert sorted(event_ids(records)) == sorted(sent)
+    for record in records:
+        document = parse_wire(record.value)
+        assert record.key == b"svc"
+        headers = dict(record.headers)
+        assert headers["event_id"] == document["event_id"].encode()
+        assert headers["service_name"] == b"svc"
+        assert headers["model"] == b"gpt-4"
+        assert headers["content-type"] == b"application/json"
+        assert headers["sdk.name"] == b"sentinel-durable"
+        assert headers["sdk.version"] == sentinel.__version__.encode()
+        stamp = sentinel.TelemetryEvent.from_json(record.value).timestamp
+        assert record.timestamp == int(stamp.timestamp() * 1000)
+    stats = client.stats()
+    assert (stats.delivered, stats.spooled, stats.in_flight, stats.broker_connected) == (1000, 0, 0, True)
+    assert stats.messages == 1000
+    assert stats.writes >= 1
+
+
+@pytest.mark.parametrize(("partition_key", "expected"), [("event_id", "event_id"), ("none", None)])
+def test_partition_key_option(
+    broker: EmbeddedBroker, make_client: Any, topic: str, partition_key: str, expected: str | None
+) -> None:
+    client = make_client(broker.bootstrap_servers, partition_key=partition_key)
+    (event_id,) = track(client, 1)
+    assert client.flush(timeout=30)
+    (record,) = broker.read_topic(topic, expected=1)
+    assert record.key == (event_id.encode() if expected else None)
+
+
+def test_events_sent_before_any_broker_exists_are_delivered_when_it_starts(make_client: Any, topic: str) -> None:
+    port = free_port()
+    client = make_client(f"127.0.0.1:{port}")
+    sent = track(client, 5000)
+    assert sum(_pending(client)) == 5000
+    with EmbeddedBroker(port=port) as broker:
+        assert client.flush(timeout=120)
+        records = broker.read_topic(topic, expected=5000)
+    assert set(event_ids(records)) == set(sent)
+
+
+def test_broker_outage_in_the_middle_of_a_drain_loses_nothing(
+    broker: EmbeddedBroker, make_client: Any, topic: str
+) -> None:
+    assert broker.proxy is not None
+    client = make_client(broker.bootstrap_servers)
+    sent = track(client, 20_000)
+    wait_until(lambda: client.stats().delivered > 2000, 60, description="the drain to start")
+    broker.proxy.cut()
+    wait_until(lambda: client.stats().broker_connected is False, 60, description="the outage to be noticed")
+    sent += track(client, 1000)  # sends keep working during the outage
+    broker.proxy.restore()
+    assert client.flush(timeout=180)
+    records = broker.read_topic(topic, expected=len(sent))
+    ids = event_ids(records)
+    assert set(ids) == set(sent), f"{len(set(sent) - set(ids))} events lost"
+    duplicates = len(ids) - len(set(ids))
+    assert duplicates <= len(ids)  # at-least-once: any duplicate carries the same event_id
+
+
+def test_outage_logs_one_warning_and_one_recovery(
+    broker: EmbeddedBroker, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert broker.proxy is not None
+    client = make_client(broker.bootstrap_servers)
+    track(client, 10)
+    assert client.flush(timeout=30)
+    with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+        broker.proxy.cut()
+        track(client, 10)
+        wait_until(lambda: client.stats().broker_connected is False, 60, description="the outage to be noticed")
+        retries = client.stats().retries
+        wait_until(lambda: client.stats().retries >= retries + 30, 60, description="several more retries")
+        assert client.stats().last_error
+        broker.proxy.restore()
+        assert client.flush(timeout=60)
+    ours = [r for r in caplog.records if r.name.startswith("sentinel_durable")]
+    warnings = [r for r in ours if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+    recoveries = [r for r in ours if r.levelno == logging.INFO and "reachable again" in r.getMessage()]
+    assert (len(warnings), len(recoveries)) == (1, 1), [r.getMessage() for r in ours]
+
+
+def test_process_killed_with_broker_down_is_replayed_by_the_next_process(
+    make_client: Any, spool_dir: Path, topic: str
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "send_then_die.py"), str(spool_dir), f"127.0.0.1:{port}", "2000", topic],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    sent = []
+    for line in process.stdout:
+        if line == "sent\n":
+            break
+        sent.append(line.strip())
+    process.kill()
+    process.wait(timeout=30)
+    assert len(sent) == 2000
+    with EmbeddedBroker(port=port) as broker:
+        client = make_client(broker.bootstrap_servers)
+        assert client.flush(timeout=120)
+        records = broker.read_topic(topic, expected=2000)
+    assert set(event_ids(records)) == set(sent)
+
+
+def test_exit_hook_delivers_what_was_tracked(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
+    subprocess.run(
+        [sys.executable, str(PROGRAMS / "exit_without_close.py"), str(spool_dir), broker.bootstrap_servers, "300",
+         topic],
+        check=True, timeout=60,
+    )  # fmt: skip
+    assert len(broker.read_topic(topic, expected=300)) >= 300
+    assert drain_all(spool_dir) == []
+
+
+# --- poison records -----------------------------------------------------------------------------------
+
+
+def test_poison_record_is_dead_lettered_and_does_not_block_the_rest(
+    broker: EmbeddedBroker, make_client: Any, topic: str
+) -> None:
+    client = make_client(broker.bootstrap_servers, max_retries=2, max_text_length=3_000_000)
+    before = track(client, 5)
+    poison = client.track(service="svc", model="m", prompt="x" * 2_000_000, response="r", latency_ms=1)  # > 1 MiB
+    after = track(client, 5)
+    assert not client.flush(timeout=60)  # one of them could not be delivered
+    wait_until(lambda: client.stats().dead_lettered == 1, 30, description="the dead letter")
+    records = broker.read_topic(topic, expected=10)
+    assert set(event_ids(records)) == set(before + after)
+    stats = client.stats()
+    assert stats.dead_letters == 1
+    assert "MessageSizeTooLarge" in (stats.last_error or "")
+    claim_free = drain_all(client.config.spool_directory())
+    assert claim_free == []  # nothing pending: the poison event is kept aside as a dead letter
+    assert poison not in event_ids(records)
+
+
+def test_send_and_wait_raises_send_error_for_a_dead_letter(broker: EmbeddedBroker, make_client: Any) -> None:
+    client = make_client(broker.bootstrap_servers, max_retries=1, max_text_length=3_000_000)
+    event = (
+        sentinel.EventBuilder(client.config).service("svc").model("m").prompt("x" * 2_000_000, 1)
+        .response("r", 1, "stop").latency(1).cost(0).build()
+    )  # fmt: skip
+    assert len(event.prompt.text) == 2_000_000
+    with pytest.raises(sentinel.SendError) as caught:
+        client.send(event, wait=True, timeout=30)
+    assert caught.value.event_id == event.event_id
+    assert caught.value.retries == 1
+
+
+# --- waiting and closing -----------------------------------------------------------------------------------
+
+
+def test_send_and_wait_returns_once_acked(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+    client = make_client(broker.bootstrap_servers)
+    event = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
+    built = event.build()
+    assert client.send(built, wait=True, timeout=30) == built.event_id
+    assert client.stats().delivered == 1
+    assert event_ids(broker.read_topic(topic, expected=1)) == [built.event_id]
+
+
+def test_send_and_wait_times_out_and_the_event_is_still_delivered(
+    broker: EmbeddedBroker, make_client: Any, topic: str
+) -> None:
+    client = make_client(broker.bootstrap_servers)
+    event = build()
+    with pytest.raises(sentinel.DeliveryTimeoutError) as caught:
+        client.send(event, wait=True, timeout=0)  # no broker acks this fast
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.timeout == 0
+    assert client.flush(timeout=30)
+    assert event_ids(broker.read_topic(topic, expected=1)) == [event.event_id]
+
+
+def test_send_and_wait_reports_unreachable_broker(make_client: Any) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}", write_timeout=0.5)
+    track(client, 1)
+    wait_until(lambda: client.stats().broker_connected is False, 30, description="the outage to be noticed")
+    built = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
+    with pytest.raises(sentinel.BrokerConnectionError) as caught:
+        client.send(built.build(), wait=True, timeout=1)
+    assert isinstance(caught.value, ConnectionError)
+    assert caught.value.brokers == client.config.brokers
+    assert isinstance(caught.value.__cause__, sentinel.DeliveryTimeoutError)
+
+
+def test_close_with_broker_down_returns_in_time_and_keeps_events(make_client: Any, spool_dir: Path) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}")
+    sent = track(client, 500)
+    started = time.monotonic()
+    client.close(timeout=1)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"close(timeout=1) took {elapsed:.2f}s"
+    assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
+
+
+def test_close_releases_spool_files_even_when_the_broker_never_answers(make_client: Any, spool_dir: Path) -> None:
+    with socket.socket() as black_hole:  # accepts connections, never says a word
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(100)
+        client = make_client(f"127.0.0.1:{black_hole.getsockname()[1]}", write_timeout=30)
+        sent = track(client, 50)
+        started = time.monotonic()
+        client.close(timeout=1)
+        assert time.monotonic() - started < 2.0
+        assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
+
+
+def test_creating_a_client_does_not_wait_for_a_broker(make_client: Any) -> None:
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(100)
+        started = time.monotonic()
+        client = make_client(f"127.0.0.1:{black_hole.getsockname()[1]}", write_timeout=30)
+        track(client, 10)
+        # kafka-python's own producer would block here for its whole bootstrap timeout.
+        assert time.monotonic() - started < 5.0
+        assert sum(_pending(client)) == 10
+
+
+def test_calls_after_close_raise_client_closed(make_client: Any) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}")
+    client.close(timeout=0.5)
+    with pytest.raises(sentinel.ClientClosedError):
+        track(client, 1)
+    with pytest.raises(sentinel.ClientClosedError):
+        client.flush()
+    client.close()  # closing twice is harmless
+
+
+def test_context_manager_closes(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
+    with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as client:
+        track(client, 10)
+    assert client.closed
+    assert len(broker.read_topic(topic, expected=10)) >= 10
+
+
+def test_from_env(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
+    environ = {"SENTINEL_BROKERS": broker.bootstrap_servers, "SENTINEL_TOPIC": topic,
+               "SENTINEL_SPOOL_DIR": str(spool_dir), "SENTINEL_COMPRESSION": "gzip"}  # fmt: skip
+    with sentinel.Client.from_env(environ) as client:
+        assert client.config.compression == "gzip"
+        track(client, 3)
+        assert client.flush(timeout=30)
+    assert len(broker.read_topic(topic, expected=3)) == 3
+
+
+# --- batches and validation ------------------------------------------------------------------------------
+
+
+def build(n: int = 0) -> sentinel.TelemetryEvent:
+    return (
+        sentinel.EventBuilder().service("svc").model("m").prompt(f"p{n}", 1).response("r", 1, "stop")
+        .latency(1).cost(0).build()
+    )  # fmt: skip
+
+
+def test_send_batch_delivers_all(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+    client = make_client(broker.bootstrap_servers)
+    events = [build(n) for n in range(1000)]
+    assert client.send_batch(events) == [event.event_id for event in events]
+    assert client.flush(timeout=60)
+    assert set(event_ids(broker.read_topic(topic, expected=1000))) == {event.event_id for event in events}
+
+
+def test_send_batch_is_all_or_nothing(make_client: Any) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}")
+    events = [build(n) for n in range(10)]
+    events[7].prompt.tokens = -1  # changed after build(): caught at send time
+    with pytest.raises(sentinel.ValidationError) as caught:
+        client.send_batch(events)
+    assert caught.value.field == "events[7].prompt.tokens"
+    assert client.stats().spooled == 0
+
+
+def test_send_revalidates_with_the_clients_rules(make_client: Any, spool_dir: Path) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}", max_text_length=20)
+    event = build()
+    event.prompt.text = "y" * 100
+    client.send(event)
+    client.close(timeout=0.1)
+    (spooled,) = drain_all(spool_dir)
+    assert len(spooled["prompt"]["text"]) == 20
+
+
+def test_track_refuses_bad_input_by_field(make_client: Any) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}")
+    with pytest.raises(sentinel.ValidationError) as caught:
+        client.track(service="svc", model="m", prompt="p", response="r", latency_ms=float("nan"))
+    assert caught.value.field == "latency_ms"
+    assert client.stats().spooled == 0
+
+
+def test_missing_codec_library_is_a_config_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "zstandard" else real(name, *a))
+    with pytest.raises(sentinel.ConfigError) as caught:
+        sentinel.Client(compression="zstd", spool_dir="/tmp/unused-sentinel-spool")
+    assert caught.value.name == "compression"
+    assert "sentinel-durable[zstd]" in str(caught.value)
+
+
+# --- compression, fork ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_each_compression_codec_round_trips(broker: EmbeddedBroker, make_client: Any, topic: str, codec: str) -> None:
+    client = make_client(broker.bootstrap_servers, compression=codec)
+    events = [build(n) for n in range(50)]
+    client.send_batch(events)
+    assert client.flush(timeout=30)
+    records = broker.read_topic(topic, expected=50)
+    assert sorted(record.value for record in records) == sorted(event.to_json() for event in events)
+
+
+def test_forked_child_and_parent_both_deliver(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+    client = make_client(broker.bootstrap_servers)
+    parent_ids = track(client, 50, service="parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own spool file and flusher
+        code = 1
+        try:
+            child_ids = track(client, 50, service="child")
+            delivered = client.flush(timeout=60)
+            os.write(write, ("\n".join(child_ids) if delivered else "").encode())
+            client.close(timeout=5)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    child_ids = b"".join(chunks).decode().split()
+    assert len(child_ids) == 50
+    parent_ids += track(client, 50, service="parent")
+    assert client.flush(timeout=60)
+    records = broker.read_topic(topic, expected=150)
+    assert set(event_ids(records)) == set(parent_ids) | set(child_ids)
+
+
+def test_concurrent_senders_lose_nothing(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+    client = make_client(broker.bootstrap_servers)
+    results: list[list[str]] = [[] for _ in range(8)]
+
+    def send(slot: int) -> None:
+        results[slot] = track(client, 250, service=f"s{slot}")
+
+    threads = [threading.Thread(target=send, args=(slot,)) for slot in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert client.flush(timeout=60)
+    sent = {event_id for ids in results for event_id in ids}
+    assert len(sent) == 2000
+    assert set(event_ids(broker.read_topic(topic, expected=2000))) == sent
