@@ -447,3 +447,17 @@ def test_concurrent_senders_lose_nothing(broker: EmbeddedBroker, make_client: An
     sent = {event_id for ids in results for event_id in ids}
     assert len(sent) == 2000
     assert set(event_ids(broker.read_topic(topic, expected=2000))) == sent
+
+
+def test_async_mode_delivers_and_close_writes_what_is_buffered(
+    broker: EmbeddedBroker, make_client: Any, topic: str, spool_dir: Path
+) -> None:
+    client = make_client(broker.bootstrap_servers, async_mode=True, batch_timeout=0.05)
+    assert client.config.durability == "async"
+    sent = track(client, 500)
+    assert client.flush(timeout=60)
+    assert set(event_ids(broker.read_topic(topic, expected=500))) == set(sent)
+    offline = make_client(f"127.0.0.1:{free_port()}", async_mode=True, batch_timeout=60, spool_dir=spool_dir / "b")
+    kept = track(offline, 20)  # buffered in memory for up to a minute...
+    offline.close(timeout=0.5)  # ...but close writes them to disk
+    assert {event["event_id"] for event in drain_all(spool_dir / "b")} == set(kept)
