@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python examples/build_event.py
+	$(BIN)/sentinel-durable demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check sentinel_durable tests examples

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -184,13 +184,21 @@ class Client:
         Files left by dead processes or closed clients count too. Returns True when all were
         acked by Kafka; False on timeout, or once one of them is dead-lettered or dropped.
         """
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float, progress: Callable[[int, int], None] | None = None) -> bool:
+        """``flush``, calling ``progress(settled, total)`` as batches settle (the CLI's progress bar)."""
         self._check_usable()
         deadline = time.monotonic() + timeout
         self._spool.adopt_orphans()
         mark = self._spool.flush_mark()
         self._flusher.kick()
+        total: int | None = None
         while True:
             remaining, lost = self._spool.unsettled(mark)
+            total = remaining if total is None else total
+            if progress is not None:
+                progress(total - remaining, total)
             if remaining == 0:
                 return not lost
             left = deadline - time.monotonic()
@@ -251,7 +259,7 @@ class Client:
         if stopped:
             self._flusher.close_transport(max(0.0, deadline - time.monotonic()))
         else:
-            logger.warning("the flusher did not stop within %gs (a broker call hangs); closing anyway", timeout)
+            logger.info("closing while the flusher still waits on a broker call; its batch stays on disk")
         self._spool.close()
         counts_left = "" if stopped else " (in-flight events return to pending on next start)"
         logger.debug("client closed%s", counts_left)

@@ -139,6 +139,10 @@ class SpoolFileCorrupt(Exception):
     """A spool file failed to open or its integrity check."""
 
 
+class SpoolFileBusy(Exception):
+    """A spool file is owned by a live process."""
+
+
 class _SpoolFile:
     """One SQLite spool file, owned by this process. All SQL lives here.
 
@@ -191,6 +195,7 @@ class _SpoolFile:
     )
     SQL_PURGE_DEAD = f"DELETE FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED}"
     SQL_MAX_ID = f"SELECT MAX(_id) FROM {TABLE}"
+    SQL_EVENTS_IN_ORDER = f"SELECT data FROM {TABLE} WHERE status IN"
     SQL_UNSETTLED_THROUGH = (
         f"SELECT COUNT(*) FROM {TABLE} WHERE status IN ({AckStatus.READY}, {AckStatus.UNACK}) AND _id <= ?"
     )
@@ -472,6 +477,21 @@ def owner_alive(db_path: Path) -> bool:
     return False
 
 
+def owner_pid(db_path: Path) -> int | None:
+    """The pid the last owner wrote into the lock file, if any."""
+    try:
+        text = lock_path_for(db_path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def quarantined_files(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.glob(f"{FILE_PREFIX}*{QUARANTINE_MARK}*") if not p.name.endswith(("-wal", "-shm"))
+    )
+
+
 def spool_files(directory: Path) -> list[Path]:
     """The spool files of a directory, oldest first (names start with their creation time)."""
     return sorted(p for p in directory.glob(f"{FILE_PREFIX}*{FILE_SUFFIX}") if p.is_file())
@@ -479,6 +499,103 @@ def spool_files(directory: Path) -> list[Path]:
 
 def _new_file_name() -> str:
     return f"{FILE_PREFIX}{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{FILE_SUFFIX}"
+
+
+# --- reading a spool directory from outside (the command line) --------------------------------
+
+
+@dataclass(frozen=True)
+class FileReport:
+    path: Path
+    pending: int
+    in_flight: int
+    dead_letters: int
+    disk_bytes: int
+    oldest_pending_age_s: float | None
+    owner_alive: bool
+    owner_pid: int | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    event_id: str
+    attempts: int
+    last_error: str
+    spooled_at: float
+    data: bytes
+
+
+@contextlib.contextmanager
+def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection that only reads (WAL lets it read beside a live owner's writes)."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise SpoolFileCorrupt(f"{path.name}: cannot open: {exc}") from exc
+    try:
+        yield connection
+    except sqlite3.DatabaseError as exc:
+        raise SpoolFileCorrupt(f"{path.name}: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def inspect_file(path: Path) -> FileReport:
+    with _reader(path) as connection:
+        counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
+        oldest = connection.execute(_SpoolFile.SQL_OLDEST).fetchone()[0]
+    size = sum(
+        os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm") if os.path.exists(f"{path}{suffix}")
+    )
+    return FileReport(
+        path=path,
+        pending=counts.get(AckStatus.READY, 0) + counts.get(AckStatus.INITED, 0),
+        in_flight=counts.get(AckStatus.UNACK, 0),
+        dead_letters=counts.get(AckStatus.ACK_FAILED, 0),
+        disk_bytes=size,
+        oldest_pending_age_s=max(0.0, time.time() - oldest) if oldest is not None else None,
+        owner_alive=owner_alive(path),
+        owner_pid=owner_pid(path),
+    )
+
+
+def read_events(path: Path, *, include_dead_letters: bool = False) -> Iterator[bytes]:
+    """The wire JSON of every event in the file (pending and in flight; dead letters if asked), in spool order."""
+    statuses = [AckStatus.INITED, AckStatus.READY, AckStatus.UNACK]
+    if include_dead_letters:
+        statuses.append(AckStatus.ACK_FAILED)
+    query = f"{_SpoolFile.SQL_EVENTS_IN_ORDER} ({', '.join('?' * len(statuses))}) ORDER BY _id"
+    with _reader(path) as connection:
+        for (data,) in connection.execute(query, statuses):
+            yield bytes(data)
+
+
+def read_dead_letters(path: Path) -> list[DeadLetter]:
+    with _reader(path) as connection:
+        rows = connection.execute(_SpoolFile.SQL_DEAD_LETTERS).fetchall()
+    return [
+        DeadLetter(event_id, attempts, error or "", spooled_at, bytes(data))
+        for _, data, event_id, attempts, error, spooled_at in rows
+    ]
+
+
+@contextlib.contextmanager
+def owned_file(path: Path) -> Iterator[_SpoolFile]:
+    """Take ownership of a spool file whose owner is gone (to change it); raises ``SpoolFileBusy`` otherwise."""
+    lock_fd = _try_lock(lock_path_for(path))
+    if lock_fd is None:
+        pid = owner_pid(path)
+        raise SpoolFileBusy(f"{path.name} is in use by process {pid if pid is not None else '?'}")
+    try:
+        spool_file = _SpoolFile(path, lock_fd, durability="process", busy_timeout=5.0)
+    except BaseException:
+        _unlock(lock_fd)
+        raise
+    try:
+        spool_file.adopt()
+        yield spool_file
+    finally:
+        spool_file.close()
 
 
 # --- the spool -----------------------------------------------------------------------------------

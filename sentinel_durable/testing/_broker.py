@@ -116,6 +116,11 @@ class EmbeddedBroker:
         return self._proxy
 
     @property
+    def running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 

@@ -1,0 +1,325 @@
+"""The ``sentinel-durable`` command: inspect, replay, export and repair a spool; run a broker or the demo.
+
+Every failure is one line on stderr and a non-zero exit code: 1 for an operational failure
+(nothing delivered in time, a file in use), 2 for bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config
+from .errors import SentinelError
+from .progress import Progress
+from .spool import (
+    FileReport,
+    SpoolFileBusy,
+    SpoolFileCorrupt,
+    inspect_file,
+    owned_file,
+    quarantined_files,
+    read_dead_letters,
+    read_events,
+    spool_files,
+)
+
+__all__ = ["main"]
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # it logs every reconnect attempt
+    try:
+        result: int = args.run(args)
+        return result
+    except CommandError as exc:
+        print(f"sentinel-durable: {exc}", file=sys.stderr)
+        return exc.code
+    except SentinelError as exc:
+        code = 2 if isinstance(exc, ValueError) else 1
+        print(f"sentinel-durable: {exc}", file=sys.stderr)
+        return code
+    except OSError as exc:
+        print(f"sentinel-durable: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `sentinel-durable export | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("sentinel-durable: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sentinel-durable", description="Inspect and replay the sentinel-durable spool; run a local broker."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    def spool_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--spool-dir", type=Path, help="spool directory (default: from SENTINEL_* / the topic)")
+        sub.add_argument("--topic", help="topic, to find the default spool directory and to send to")
+
+    status = command("status", _status, "pending, in flight and dead letters per spool file")
+    spool_option(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    drain = command("drain", _drain, "deliver the spool to Kafka now, with a progress bar")
+    spool_option(drain)
+    drain.add_argument("--brokers", help="comma-separated bootstrap brokers (default: SENTINEL_BROKERS)")
+    drain.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for delivery (default 300)")
+
+    export = command("export", _export, "write the spooled events as JSON Lines, in spool order")
+    spool_option(export)
+    export.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--include-dead-letters", action="store_true", help="export dead letters too")
+
+    dlq = command("dlq", _dlq, "list, requeue or purge dead letters")
+    dlq.add_argument("action", choices=["list", "requeue", "purge"])
+    spool_option(dlq)
+
+    broker = command("broker", _broker, "run an embedded Kafka-compatible broker for local development")
+    broker.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092)")
+
+    demo = command("demo", _demo, "show offline-first delivery end to end with an embedded broker")
+    demo.add_argument("--events", type=int, default=3000, help="events per sending phase (default 3000)")
+    return parser
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> Config:
+    if getattr(args, "topic", None):
+        overrides["topic"] = args.topic
+    if getattr(args, "spool_dir", None) is not None:
+        overrides["spool_dir"] = args.spool_dir
+    if getattr(args, "brokers", None):
+        overrides["brokers"] = args.brokers
+    return Config.from_env(**overrides)
+
+
+def _existing_spool_dir(config: Config) -> Path:
+    directory = config.spool_directory()
+    if not directory.is_dir():
+        raise CommandError(f"no spool directory at {directory}")
+    return directory
+
+
+def _reports(directory: Path) -> tuple[list[FileReport], list[str]]:
+    reports, unreadable = [], []
+    for path in spool_files(directory):
+        try:
+            reports.append(inspect_file(path))
+        except SpoolFileCorrupt as exc:
+            unreadable.append(str(exc))
+    return reports, unreadable
+
+
+def _status(args: argparse.Namespace) -> int:
+    directory = _existing_spool_dir(_config(args))
+    reports, unreadable = _reports(directory)
+    quarantined = [p.name for p in quarantined_files(directory)]
+    oldest = [r.oldest_pending_age_s for r in reports if r.oldest_pending_age_s is not None]
+    totals: dict[str, Any] = {
+        "pending": sum(r.pending for r in reports),
+        "in_flight": sum(r.in_flight for r in reports),
+        "dead_letters": sum(r.dead_letters for r in reports),
+        "bytes": sum(r.disk_bytes for r in reports),
+        "oldest_pending_age_s": max(oldest) if oldest else None,
+    }
+    if args.json:
+        document = {
+            "spool_dir": str(directory),
+            "files": [
+                {
+                    "file": r.path.name,
+                    "pending": r.pending,
+                    "in_flight": r.in_flight,
+                    "dead_letters": r.dead_letters,
+                    "bytes": r.disk_bytes,
+                    "oldest_pending_age_s": r.oldest_pending_age_s,
+                    "owner_alive": r.owner_alive,
+                    "owner_pid": r.owner_pid,
+                }
+                for r in reports
+            ],
+            "total": totals,
+            "quarantined": quarantined,
+            "unreadable": unreadable,
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    rows = [
+        [r.path.name, f"{r.pending:,}", f"{r.in_flight:,}", f"{r.dead_letters:,}", _size(r.disk_bytes),
+         _age(r.oldest_pending_age_s), _owner(r)]
+        for r in reports
+    ]  # fmt: skip
+    rows.append(["total", f"{totals['pending']:,}", f"{totals['in_flight']:,}", f"{totals['dead_letters']:,}",
+                 _size(totals["bytes"]), _age(totals["oldest_pending_age_s"]), ""])  # fmt: skip
+    print(f"spool directory: {directory}")
+    _table(["file", "pending", "in flight", "dead letters", "bytes", "oldest pending", "owner"], rows)
+    for name in quarantined:
+        print(f"quarantined: {name}")
+    for problem in unreadable:
+        print(f"unreadable: {problem}")
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    config = _config(args)
+    _existing_spool_dir(config)
+    busy = [r for r in _reports(config.spool_directory())[0] if r.owner_alive]
+    progress = Progress("draining")
+    client = Client(config=config)
+    try:
+        delivered = client._flush(args.timeout, progress)
+        progress.close()
+        stats = client.stats()
+    finally:
+        client.close(timeout=1.0)  # what is left stays on disk
+    for report in busy:
+        print(f"skipped {report.path.name}: in use by process {report.owner_pid} (it drains it itself)")
+    if delivered:
+        print(f"delivered {stats.delivered:,} events to {config.topic}")
+        return 0
+    if stats.dead_lettered:
+        raise CommandError(f"{stats.dead_lettered} events were dead-lettered (see: sentinel-durable dlq list)")
+    reason = f"; last error: {stats.last_error}" if stats.last_error else ""
+    raise CommandError(
+        f"not everything was delivered within {args.timeout:g}s: {stats.spooled + stats.in_flight:,} events "
+        f"still spooled{reason}"
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    directory = _existing_spool_dir(_config(args))
+    output = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below
+    count = 0
+    try:
+        for path in spool_files(directory):
+            for data in read_events(path, include_dead_letters=args.include_dead_letters):
+                output.write(data + b"\n")
+                count += 1
+    except SpoolFileCorrupt as exc:
+        raise CommandError(f"cannot read {exc}") from exc
+    finally:
+        if args.output:
+            output.close()
+        else:
+            output.flush()
+    print(f"exported {count:,} events", file=sys.stderr)
+    return 0
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    directory = _existing_spool_dir(_config(args))
+    if args.action == "list":
+        for path in spool_files(directory):
+            for letter in read_dead_letters(path):
+                spooled = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.spooled_at))
+                print(f"{letter.event_id}  attempts={letter.attempts}  spooled={spooled}  error={letter.last_error}")
+        return 0
+    changed, busy = 0, []
+    for path in spool_files(directory):
+        if not read_dead_letters(path):
+            continue
+        try:
+            with owned_file(path) as spool_file:
+                if args.action == "requeue":
+                    changed += spool_file.requeue_dead_letters()
+                else:
+                    changed += spool_file.purge_dead_letters()
+        except SpoolFileBusy as exc:
+            busy.append(str(exc))
+    verb = "requeued" if args.action == "requeue" else "purged"
+    print(f"{verb} {changed:,} dead letters")
+    if busy:
+        raise CommandError("; ".join(busy) + " (stop it, or retry once it has exited)")
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from .testing import EmbeddedBroker
+
+    with EmbeddedBroker(port=args.port) as broker:
+        print(f"Kafka-compatible broker (Tansu, in memory) on {broker.bootstrap_servers}; Ctrl-C to stop", flush=True)
+        stopped = threading.Event()
+        while not stopped.wait(1.0):  # until Ctrl-C, or the broker process ends
+            if not broker.running:
+                raise CommandError("the broker exited")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(events=args.events)
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _owner(report: FileReport) -> str:
+    if report.owner_alive:
+        return f"alive (pid {report.owner_pid})" if report.owner_pid else "alive"
+    return "gone"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
