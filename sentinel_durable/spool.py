@@ -139,6 +139,10 @@ class SpoolFileCorrupt(Exception):
     """A spool file failed to open or its integrity check."""
 
 
+class SpoolFileTooNew(SpoolFileCorrupt):
+    """A spool file written by a newer version: left alone for that version to drain."""
+
+
 class SpoolFileBusy(Exception):
     """A spool file is owned by a live process."""
 
@@ -228,7 +232,7 @@ class _SpoolFile:
                 connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise SpoolFileCorrupt(f"written by a newer sentinel-durable (schema {version} > {SCHEMA_VERSION})")
+                raise SpoolFileTooNew(f"written by a newer sentinel-durable (schema {version} > {SCHEMA_VERSION})")
             if not new:
                 result = connection.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":
@@ -725,6 +729,10 @@ class Spool:
             try:
                 spool_file = _SpoolFile(path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout)
                 spool_file.adopt()
+            except SpoolFileTooNew as exc:
+                logger.warning("leaving spool file %s alone: %s", path.name, exc)
+                _unlock(lock_fd)
+                continue
             except (SpoolFileCorrupt, sqlite3.DatabaseError) as exc:
                 self._quarantine(path, str(exc))
                 with contextlib.suppress(FileNotFoundError):

@@ -529,3 +529,14 @@ def test_closing_an_empty_spool_leaves_no_files(spool_dir: Path) -> None:
         claim_none = spool.claim(10)
         assert claim_none is None
     assert list(spool_dir.iterdir()) == []
+
+
+def test_file_from_a_newer_version_is_left_alone(spool_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _leave_orphan(spool_dir, 3)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with Spool(spool_dir) as spool, caplog.at_level(logging.WARNING, logger="sentinel_durable"):
+        assert spool.adopt_orphans() == 0
+        assert spool.counts().quarantined == []
+    assert path.exists()
+    assert "newer sentinel-durable" in caplog.text
