@@ -57,6 +57,7 @@ class Client:
         self._rules = self._config.event_rules
         self._lock = threading.Lock()  # guards close() against itself
         self._closed = False
+        self._final_stats: Stats | None = None
         self._spool = Spool(
             self._config.spool_directory(),
             durability=self._config.durability,
@@ -208,7 +209,13 @@ class Client:
             self._flusher.wait_settled(min(left, 0.25))
 
     def stats(self) -> Stats:
+        """Counters since the client started and gauges now; after ``close()``, as it closed."""
+        if self._closed:
+            return self._final_stats or self._collect_stats()
         self._check_usable()
+        return self._collect_stats()
+
+    def _collect_stats(self) -> Stats:
         counts = self._spool.counts()
         counters = self._flusher.counters
         recent = counters.batch_sizes
@@ -260,6 +267,10 @@ class Client:
             self._flusher.close_transport(max(0.0, deadline - time.monotonic()))
         else:
             logger.info("closing while the flusher still waits on a broker call; its batch stays on disk")
+        try:
+            self._final_stats = self._collect_stats()
+        except Exception:
+            logger.debug("could not collect the final stats", exc_info=True)
         self._spool.close()
         counts_left = "" if stopped else " (in-flight events return to pending on next start)"
         logger.debug("client closed%s", counts_left)

@@ -461,3 +461,11 @@ def test_async_mode_delivers_and_close_writes_what_is_buffered(
     kept = track(offline, 20)  # buffered in memory for up to a minute...
     offline.close(timeout=0.5)  # ...but close writes them to disk
     assert {event["event_id"] for event in drain_all(spool_dir / "b")} == set(kept)
+
+
+def test_stats_after_close_are_the_final_figures(broker: EmbeddedBroker, make_client: Any) -> None:
+    client = make_client(broker.bootstrap_servers)
+    track(client, 25)
+    client.close(timeout=30)
+    stats = client.stats()
+    assert (stats.delivered, stats.spooled, stats.in_flight) == (25, 0, 0)

@@ -1,0 +1,286 @@
+"""The examples do what their docstrings say, against a real Kafka-compatible broker (Tansu)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sentinel_durable as sentinel
+from sentinel_durable.testing import EmbeddedBroker
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+STATUS = re.compile(r"iteration (\d+): spooled=\d+ in_flight=\d+ delivered=(\d+) broker_connected=(\w+)")
+
+
+def load_example(name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+openai_chat = load_example("openai_chat")
+anthropic_messages = load_example("anthropic_messages")
+
+
+def example_command(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(EXAMPLES / f"{name}.py"), *args]
+
+
+def example_env() -> dict[str, str]:
+    """The caller's environment without its SENTINEL_* variables, with quick retries."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SENTINEL_")}
+    return env | {
+        "SENTINEL_RETRY_BACKOFF": "50ms",
+        "SENTINEL_MAX_RETRY_BACKOFF": "500ms",
+        "SENTINEL_WRITE_TIMEOUT": "2s",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def topic_events(broker: EmbeddedBroker, topic: str, expected: int | None = None) -> list[dict[str, Any]]:
+    return [json.loads(record.value) for record in broker.read_topic(topic, expected=expected, timeout=15)]
+
+
+def redeliver(spool_dir: Path, broker: EmbeddedBroker, topic: str) -> bool:
+    """Open ``spool_dir`` with a new client and flush it: what the next start of an app does."""
+    with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as client:
+        return client.flush(timeout=15)
+
+
+@pytest.fixture
+def client(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> Iterator[sentinel.Client]:
+    with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=tmp_path / "spool") as made:
+        yield made
+
+
+def api_client(*path: str, reply: Any) -> Any:
+    """A stand-in for an SDK client: ``path`` leads to a ``create(**request)`` returning or raising ``reply``."""
+
+    def create(**request: Any) -> Any:
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    fake: Any = types.SimpleNamespace(create=create)
+    for attribute in reversed(path):
+        fake = types.SimpleNamespace(**{attribute: fake})
+    return fake
+
+
+# --- the OpenAI and Anthropic integrations ------------------------------------------------------
+
+
+def test_openai_chat_tracks_usage_finish_reason_and_answer(
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+) -> None:
+    completion = types.SimpleNamespace(
+        usage=types.SimpleNamespace(prompt_tokens=14, completion_tokens=3),
+        choices=[types.SimpleNamespace(finish_reason="length", message=types.SimpleNamespace(content="Paris"))],
+    )
+    openai = api_client("chat", "completions", reply=completion)
+
+    answer, event_id = openai_chat.tracked_chat(openai, client, model="gpt-4o", prompt="Capital of France?")
+
+    assert answer == "Paris"
+    assert client.flush(timeout=15)
+    [event] = topic_events(broker, topic, expected=1)
+    assert event["event_id"] == event_id
+    assert event["model"] == "gpt-4o"
+    assert event["prompt"] == {"text": "Capital of France?", "tokens": 14}
+    assert event["response"] == {"text": "Paris", "tokens": 3, "finish_reason": "length"}
+    assert event["cost_usd"] == pytest.approx((14 * 2.50 + 3 * 10.00) / 1e6)
+    assert event["errors"] == []
+
+
+def test_openai_chat_failure_is_tracked_with_its_error_and_reraised(
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+) -> None:
+    openai = api_client("chat", "completions", reply=RuntimeError("rate limited"))
+
+    with pytest.raises(RuntimeError, match="rate limited"):
+        openai_chat.tracked_chat(openai, client, model="gpt-4o", prompt="Capital of France?")
+
+    assert client.flush(timeout=15)
+    [event] = topic_events(broker, topic, expected=1)
+    assert event["errors"] == ["RuntimeError: rate limited"]
+    assert event["response"]["finish_reason"] == "error"
+
+
+def test_anthropic_messages_tracks_usage_stop_reason_and_text_blocks(
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+) -> None:
+    message = types.SimpleNamespace(
+        usage=types.SimpleNamespace(input_tokens=12, output_tokens=4),
+        stop_reason="end_turn",
+        content=[
+            types.SimpleNamespace(type="text", text="Paris, "),
+            types.SimpleNamespace(type="tool_use", name="lookup", input={}),
+            types.SimpleNamespace(type="text", text="France."),
+        ],
+    )
+    anthropic = api_client("messages", reply=message)
+
+    answer, event_id = anthropic_messages.tracked_message(
+        anthropic, client, model="claude-haiku-4-5", prompt="Capital of France?"
+    )
+
+    assert answer == "Paris, France."
+    assert client.flush(timeout=15)
+    [event] = topic_events(broker, topic, expected=1)
+    assert event["event_id"] == event_id
+    assert event["prompt"] == {"text": "Capital of France?", "tokens": 12}
+    assert event["response"] == {"text": "Paris, France.", "tokens": 4, "finish_reason": "end_turn"}
+    assert event["cost_usd"] == pytest.approx((12 * 1.00 + 4 * 5.00) / 1e6)
+
+
+def test_anthropic_messages_failure_is_tracked_with_its_error_and_reraised(
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+) -> None:
+    anthropic = api_client("messages", reply=TimeoutError("overloaded"))
+
+    with pytest.raises(TimeoutError):
+        anthropic_messages.tracked_message(anthropic, client, model="claude-haiku-4-5", prompt="Hi")
+
+    assert client.flush(timeout=15)
+    [event] = topic_events(broker, topic, expected=1)
+    assert event["errors"] == ["TimeoutError: overloaded"]
+
+
+@pytest.mark.parametrize(("example", "package"), [(openai_chat, "openai"), (anthropic_messages, "anthropic")])
+def test_integration_main_exits_2_without_its_package(
+    example: types.ModuleType, package: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, package, None)  # the import fails, as when it is not installed
+
+    assert example.main([]) == 2
+    assert f"pip install {package}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("example", "package"), [(openai_chat, "openai"), (anthropic_messages, "anthropic")])
+def test_integration_main_exits_2_without_an_api_key(
+    example: types.ModuleType, package: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, package, types.ModuleType(package))
+    monkeypatch.delenv(f"{package.upper()}_API_KEY", raising=False)
+
+    assert example.main([]) == 2
+    assert f"{package.upper()}_API_KEY" in capsys.readouterr().err
+
+
+# --- the batch job ----------------------------------------------------------------------------------
+
+
+def test_batch_job_exits_0_once_every_event_is_in_the_topic(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> None:
+    job = subprocess.run(
+        example_command("batch_job", "--brokers", broker.bootstrap_servers, "--topic", topic,
+                        "--spool-dir", str(tmp_path), "--count", "250", "--chunk", "100", "--timeout", "20"),
+        capture_output=True, text=True, env=example_env(), timeout=60,
+    )  # fmt: skip
+
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert job.stdout.startswith("delivered: 250 sent, 250 acked, 0 on disk")
+    documents = {event["metadata"]["document"] for event in topic_events(broker, topic, expected=250)}
+    assert documents == {str(n) for n in range(250)}
+
+
+def test_batch_job_exits_1_without_a_broker_and_keeps_the_events_on_disk(
+    broker: EmbeddedBroker, topic: str, tmp_path: Path
+) -> None:
+    job = subprocess.run(
+        example_command("batch_job", "--brokers", f"127.0.0.1:{free_port()}", "--topic", topic,
+                        "--spool-dir", str(tmp_path), "--count", "40", "--chunk", "15", "--timeout", "1"),
+        capture_output=True, text=True, env=example_env(), timeout=60,
+    )  # fmt: skip
+
+    assert job.returncode == 1, job.stdout + job.stderr
+    assert job.stdout.startswith("NOT delivered: 40 sent, 0 acked, 40 on disk")
+    assert redeliver(tmp_path, broker, topic)  # the next start finds them all on disk
+    assert len(topic_events(broker, topic, expected=40)) == 40
+
+
+# --- the edge app ---------------------------------------------------------------------------------
+
+
+def test_edge_app_delivers_every_event_tracked_through_an_outage(
+    broker: EmbeddedBroker, topic: str, tmp_path: Path
+) -> None:
+    proxy = broker.proxy
+    assert proxy is not None
+    iterations, cut_at = 80, None
+    app = subprocess.Popen(
+        example_command("edge_app", "--brokers", broker.bootstrap_servers, "--topic", topic,
+                        "--spool-dir", str(tmp_path), "--iterations", str(iterations), "--interval", "0.05",
+                        "--status-every", "5", "--flush-timeout", "15"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=example_env(),
+    )  # fmt: skip
+    assert app.stdout is not None
+    output = []
+    try:
+        for line in app.stdout:
+            output.append(line)
+            status = STATUS.match(line)
+            if status is None:
+                continue
+            iteration, delivered = int(status[1]), int(status[2])
+            if cut_at is None and iteration >= 10 and delivered > 0:  # connected first, then the outage
+                proxy.cut()
+                cut_at = iteration
+            elif cut_at is not None and not proxy.listening and iteration >= cut_at + 20:
+                proxy.restore()
+        assert app.wait(timeout=30) == 0, "".join(output)
+    finally:
+        app.kill()
+        proxy.restore()
+
+    assert cut_at is not None, "the app never delivered before the outage:\n" + "".join(output)
+    assert any("broker_connected=False" in line for line in output), "".join(output)
+    assert output[-1].startswith("done, all delivered"), "".join(output)
+    tracked = {event["metadata"]["iteration"] for event in topic_events(broker, topic, expected=iterations)}
+    assert tracked == {str(n) for n in range(iterations)}
+
+
+def test_edge_app_closes_cleanly_on_ctrl_c_and_loses_nothing(
+    broker: EmbeddedBroker, topic: str, tmp_path: Path
+) -> None:
+    app = subprocess.Popen(
+        example_command("edge_app", "--brokers", broker.bootstrap_servers, "--topic", topic,
+                        "--spool-dir", str(tmp_path), "--iterations", "100000", "--interval", "0.02",
+                        "--status-every", "5"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=example_env(),
+    )  # fmt: skip
+    assert app.stdout is not None
+    try:
+        first_line = app.stdout.readline()  # the first status line: the app is tracking
+        assert STATUS.match(first_line), first_line
+        app.send_signal(signal.SIGINT)
+        output = app.communicate(timeout=15)[0]
+    finally:
+        app.kill()
+
+    assert app.returncode == 130, output
+    assert "interrupted, closing" in output
+    assert "Traceback" not in output
+    assert redeliver(tmp_path, broker, topic)  # whatever close() did not deliver was on disk
+    tracked = sorted(int(event["metadata"]["iteration"]) for event in topic_events(broker, topic))
+    assert tracked[0] == 0
+    assert set(tracked) == set(range(tracked[-1] + 1)), "an iteration is missing"
