@@ -22,11 +22,12 @@ from .errors import (
     ClientClosedError,
     ConfigError,
     DeliveryTimeoutError,
+    SpoolFullError,
     ValidationError,
 )
 from .event import TelemetryEvent, validate_event
 from .flusher import Flusher
-from .spool import Spool, SpoolRecord
+from .spool import Spool, SpoolClosed, SpoolRecord
 from .stats import Stats
 from .transport import check_transport_config
 
@@ -144,7 +145,12 @@ class Client:
             return checked.event_id
         waiter = self._flusher.register_waiter(checked.event_id)
         try:
-            self._spool_records([record])
+            if not self._spool_records([record]):
+                raise SpoolFullError(
+                    "the spool is full and overflow='drop_newest' dropped the event",
+                    spool_bytes=self._spool.counts().used_bytes,
+                    max_spool_bytes=self._config.max_spool_bytes,
+                )
             self._spool.commit_buffered()
             self._flusher.kick()
             limit = self._config.write_timeout if timeout is None else timeout
@@ -173,9 +179,14 @@ class Client:
         self._spool_records(records)
         return [record.event_id for record in records]
 
-    def _spool_records(self, records: Sequence[SpoolRecord]) -> None:
-        self._spool.put_many(records)
+    def _spool_records(self, records: Sequence[SpoolRecord]) -> bool:
+        """Write to the spool; False when ``overflow="drop_newest"`` dropped them (counted)."""
+        try:
+            accepted = self._spool.put_many(records)
+        except SpoolClosed:
+            raise ClientClosedError("the client is closed") from None
         self._flusher.notify_spooled()
+        return accepted
 
     # -- waiting -------------------------------------------------------------------------------
 

@@ -135,6 +135,17 @@ class Flusher:
     # -- the thread -------------------------------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            # However the loop ended (close went ahead without us, a broker call hung past the
+            # deadline), never leave a producer and its sockets behind.
+            try:
+                self.close_transport(0)
+            except Exception:
+                logger.debug("closing the transport failed", exc_info=True)
+
+    def _run(self) -> None:
         delays: Iterator[float] | None = None
         last_housekeeping = 0.0
         while not (self._stop.is_set() and time.monotonic() >= self._deadline):

@@ -96,7 +96,10 @@ def producer_options(config: Config) -> dict[str, Any]:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    name, text = type(error).__name__, str(error)
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"  # kafka-python's errors often name themselves
 
 
 def classify(error: BaseException) -> RecordResult:

@@ -139,8 +139,16 @@ class SpoolFileCorrupt(Exception):
     """A spool file failed to open or its integrity check."""
 
 
-class SpoolFileTooNew(SpoolFileCorrupt):
+class SpoolFileTooNew(Exception):
     """A spool file written by a newer version: left alone for that version to drain."""
+
+
+class SpoolFileUnavailable(Exception):
+    """A spool file could not be opened for a reason that may pass (locked, I/O error, disk full)."""
+
+
+class SpoolClosed(Exception):
+    """A spool (file) was used after it was closed."""
 
 
 class SpoolFileBusy(Exception):
@@ -170,7 +178,7 @@ class _SpoolFile:
         f"(SELECT _id FROM {TABLE} WHERE status = {AckStatus.READY} ORDER BY _id LIMIT ?) "
         "RETURNING _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp"
     )
-    SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ?"
+    SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.UNACK}"
     SQL_RELEASE = (
         f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = attempts + ?, last_error = ? WHERE _id = ?"
     )
@@ -205,10 +213,14 @@ class _SpoolFile:
     )
     SQL_DEAD_THROUGH = f"SELECT COUNT(*) FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED} AND _id <= ?"
 
+    SQL_ANY_ROW = f"SELECT EXISTS (SELECT 1 FROM {TABLE})"
+    SQL_DELETE_PENDING = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.READY}"
+
     def __init__(self, path: Path, lock_fd: int, *, durability: Durability, busy_timeout: float) -> None:
         self.path = path
         self.lock_fd = lock_fd
         self.lock = threading.Lock()
+        self.closed = False  # set under the lock; every method checks it there
         self.pending = 0
         self.in_flight = 0
         self.dead_letters = 0
@@ -226,7 +238,7 @@ class _SpoolFile:
         try:
             connection = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise SpoolFileCorrupt(f"cannot open: {exc}") from exc
+            raise _open_error(exc) from exc
         try:
             if new:
                 connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
@@ -239,7 +251,7 @@ class _SpoolFile:
                     raise SpoolFileCorrupt(f"integrity check failed: {result}")
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
-                raise SpoolFileCorrupt(f"cannot use WAL journal mode (got {mode})")
+                raise SpoolFileUnavailable(f"cannot use WAL journal mode (got {mode})")
             # process: a commit survives the process being killed (WAL, no fsync per commit);
             # power: each commit is fsynced; async: events are already batched in memory.
             synchronous = "FULL" if durability == "power" else "NORMAL"
@@ -247,12 +259,12 @@ class _SpoolFile:
             connection.execute(self.SQL_CREATE)
             connection.execute(self.SQL_CREATE_INDEX)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except SpoolFileCorrupt:
+        except (SpoolFileCorrupt, SpoolFileUnavailable):
             connection.close()
             raise
         except sqlite3.Error as exc:
             connection.close()
-            raise SpoolFileCorrupt(str(exc)) from exc
+            raise _open_error(exc) from exc
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", 0o600)
@@ -260,13 +272,15 @@ class _SpoolFile:
 
     def adopt(self) -> None:
         """Take over a file left by another process: claimed rows go back to pending."""
-        with self.lock, self._transaction() as cursor:
-            cursor.execute(self.SQL_RESET_CLAIMED)
-        self.refresh_counts()
-
-    def refresh_counts(self) -> None:
         with self.lock:
-            counts = dict(self._connection.execute(self.SQL_COUNT_BY_STATUS).fetchall())
+            if self.closed:
+                return
+            with self._transaction() as cursor:
+                cursor.execute(self.SQL_RESET_CLAIMED)
+            self._load_counts()
+
+    def _load_counts(self) -> None:
+        counts = dict(self._connection.execute(self.SQL_COUNT_BY_STATUS).fetchall())
         self.pending = counts.get(AckStatus.READY, 0) + counts.get(AckStatus.INITED, 0)
         self.in_flight = counts.get(AckStatus.UNACK, 0)
         self.dead_letters = counts.get(AckStatus.ACK_FAILED, 0)
@@ -289,13 +303,15 @@ class _SpoolFile:
         now = time.time()
         rows = [(r.data, now, r.event_id, r.service_name, r.model, r.event_time_ms) for r in records]
         with self.lock:
+            if self.closed:
+                raise SpoolClosed(f"{self.path.name} is closed")
             with self._transaction() as cursor:
                 cursor.executemany(self.SQL_INSERT, rows)
             self.pending += len(rows)
 
     def claim(self, limit: int) -> list[ClaimedRecord]:
         with self.lock:
-            if self.pending <= 0:
+            if self.closed or self.pending <= 0:
                 return []
             with self._transaction() as cursor:
                 rows = cursor.execute(self.SQL_CLAIM, (limit,)).fetchall()
@@ -305,42 +321,69 @@ class _SpoolFile:
         records.sort(key=lambda record: record.row_id)  # RETURNING gives no order
         return records
 
-    def delete(self, row_ids: Sequence[int], *, was_in_flight: bool = True) -> None:
+    def _settle(self, sql: str, params: list[tuple[object, ...]]) -> int:
+        """Run ``sql`` once per row in one transaction; rows that changed (0 once closed)."""
         with self.lock:
+            if self.closed:
+                return 0
             with self._transaction() as cursor:
-                cursor.executemany(self.SQL_DELETE, [(row_id,) for row_id in row_ids])
-            if was_in_flight:
-                self.in_flight -= len(row_ids)
-            else:
-                self.pending -= len(row_ids)
+                changed = 0
+                for row in params:
+                    changed += cursor.execute(sql, row).rowcount
+            return changed
+
+    def delete(self, row_ids: Sequence[int]) -> None:
+        """Delete delivered (in-flight) rows."""
+        changed = self._settle(self.SQL_DELETE, [(row_id,) for row_id in row_ids])
+        with self.lock:
+            self.in_flight -= changed
 
     def release(self, row_ids: Sequence[int], error: str | None, count_attempt: bool) -> None:
         increment = 1 if count_attempt else 0
+        changed = self._settle(self.SQL_RELEASE, [(increment, error, row_id) for row_id in row_ids])
         with self.lock:
-            with self._transaction() as cursor:
-                cursor.executemany(self.SQL_RELEASE, [(increment, error, row_id) for row_id in row_ids])
-            self.in_flight -= len(row_ids)
-            self.pending += len(row_ids)
+            self.in_flight -= changed
+            self.pending += changed
 
     def dead_letter(self, row_ids: Sequence[int], error: str) -> None:
+        changed = self._settle(self.SQL_DEAD_LETTER, [(error, row_id) for row_id in row_ids])
         with self.lock:
-            with self._transaction() as cursor:
-                cursor.executemany(self.SQL_DEAD_LETTER, [(error, row_id) for row_id in row_ids])
-            self.in_flight -= len(row_ids)
-            self.dead_letters += len(row_ids)
+            self.in_flight -= changed
+            self.dead_letters += changed
 
-    def oldest_pending(self, after_id: int, limit: int) -> list[tuple[int, float, int]]:
-        """Pending rows in spool order: ``(row_id, spooled_at, json_bytes)``."""
+    def drop_oldest_pending(self, nbytes: int, older_than: float | None = None) -> int:
+        """Delete the oldest pending rows, up to ``nbytes`` of them (or those spooled before
+        ``older_than``), in one transaction; returns how many. Rows claimed meanwhile are untouched."""
         with self.lock:
-            return self._connection.execute(self.SQL_OLDEST_PENDING_PAGE, (after_id, limit)).fetchall()
+            if self.closed:
+                return 0
+            with self._transaction() as cursor:
+                doomed: list[tuple[int]] = []
+                freed = 0
+                for row_id, spooled_at, size in cursor.execute(self.SQL_OLDEST_PENDING_PAGE, (0, 10_000)).fetchall():
+                    if older_than is not None and spooled_at >= older_than:
+                        break  # spool order is time order: the rest are younger
+                    doomed.append((row_id,))
+                    freed += size + ROW_OVERHEAD
+                    if older_than is None and freed >= nbytes:
+                        break
+                removed = 0
+                for row in doomed:
+                    removed += cursor.execute(self.SQL_DELETE_PENDING, row).rowcount
+            self.pending -= removed
+            return removed
 
     def oldest_spooled_at(self) -> float | None:
         with self.lock:
+            if self.closed:
+                return None
             value: float | None = self._connection.execute(self.SQL_OLDEST).fetchone()[0]
         return value
 
     def dead_letter_rows(self) -> list[tuple[int, bytes, str, int, str, float]]:
         with self.lock:
+            if self.closed:
+                return []
             return self._connection.execute(self.SQL_DEAD_LETTERS).fetchall()
 
     def requeue_dead_letters(self) -> int:
@@ -360,24 +403,40 @@ class _SpoolFile:
 
     def max_row_id(self) -> int:
         with self.lock:
+            if self.closed:
+                return 0
             return int(self._connection.execute(self.SQL_MAX_ID).fetchone()[0] or 0)
 
     def unsettled_through(self, row_id: int) -> tuple[int, int]:
         """``(pending or in flight, dead letters)`` among rows up to ``row_id``."""
         with self.lock:
+            if self.closed:
+                return 0, 0
             unsettled = self._connection.execute(self.SQL_UNSETTLED_THROUGH, (row_id,)).fetchone()[0]
             dead = self._connection.execute(self.SQL_DEAD_THROUGH, (row_id,)).fetchone()[0]
         return int(unsettled), int(dead)
 
     # -- size ----------------------------------------------------------------------------------
 
+    def _pages(self) -> tuple[int, int, int]:
+        """``(page size, pages, free pages)``; call with the lock held."""
+        if self.closed:
+            return 0, 0, 0
+        page_size = self._connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
+        free = self._connection.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(page_size), int(pages), int(free)
+
     def used_bytes(self) -> int:
         """Bytes of database pages in use (free pages, reusable, are not counted)."""
         with self.lock:
-            page_size = self._connection.execute("PRAGMA page_size").fetchone()[0]
-            pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
-            free = self._connection.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * page_size)
+            page_size, pages, free = self._pages()
+        return (pages - free) * page_size
+
+    def free_fraction(self) -> float:
+        with self.lock:
+            _, pages, free = self._pages()
+        return free / pages if pages else 0.0
 
     def disk_bytes(self) -> int:
         total = 0
@@ -389,31 +448,45 @@ class _SpoolFile:
     def shrink(self) -> None:
         """Give free pages back to the filesystem and truncate the WAL."""
         with self.lock:
+            if self.closed:
+                return
             # executescript steps the pragma to completion; execute() would free a single page.
             self._connection.executescript("PRAGMA incremental_vacuum;")
             self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def free_fraction(self) -> float:
-        with self.lock:
-            pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
-            free = self._connection.execute("PRAGMA freelist_count").fetchone()[0]
-        return float(free / pages) if pages else 0.0
 
     def tally(self) -> tuple[int, int, int]:
         """``(pending, in flight, dead letters)``, read together."""
         with self.lock:
             return self.pending, self.in_flight, self.dead_letters
 
-    @property
-    def is_empty(self) -> bool:
-        return self.pending == 0 and self.in_flight == 0 and self.dead_letters == 0
+    # -- closing ----------------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, *, remove_if_empty: bool = False) -> bool:
+        """Release the file (checkpointed); with ``remove_if_empty``, delete it if it holds no row
+        (checked in SQL, under the lock, so no row committed meanwhile is lost). True if removed."""
         with self.lock:
-            with contextlib.suppress(sqlite3.Error):
-                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._connection.close()
-        _unlock(self.lock_fd)
+            if self.closed:
+                return False
+            self.closed = True
+            empty = False
+            try:
+                with contextlib.suppress(sqlite3.Error):  # on error: keep the file, it is not known empty
+                    empty = remove_if_empty and not self._connection.execute(self.SQL_ANY_ROW).fetchone()[0]
+                if not empty:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._connection.close()
+                if empty:
+                    for suffix in ("", "-wal", "-shm"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(f"{self.path}{suffix}")
+                    with contextlib.suppress(FileNotFoundError):
+                        lock_path_for(self.path).unlink()  # while still locked: nobody adopts a ghost
+            finally:
+                _unlock(self.lock_fd)
+                self.lock_fd = -1
+            self.pending = self.in_flight = self.dead_letters = 0
+        return empty
 
     def abandon(self) -> None:
         """In a forked child: never touch the parent's connection or lock again.
@@ -423,8 +496,19 @@ class _SpoolFile:
         of the lock descriptor is closed without unlocking, which leaves the parent's lock held.
         """
         _ABANDONED.append(self._connection)
-        with contextlib.suppress(OSError):
-            os.close(self.lock_fd)
+        self.closed = True
+        if self.lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.lock_fd)
+        self.lock_fd = -1
+
+
+def _open_error(exc: sqlite3.Error) -> Exception:
+    """A corrupt file is quarantined; anything else (locked, I/O, disk full) is tried again later."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return SpoolFileCorrupt(str(exc))
+    return SpoolFileUnavailable(str(exc))
 
 
 #: Connections inherited across fork(); kept referenced so they are never closed in the child.
@@ -662,6 +746,9 @@ class Spool:
         """Everything that belongs to one process: files, locks, threads."""
         self._adopted: list[_SpoolFile] = []
         self._files_lock = threading.Lock()  # guards _adopted and _active
+        # One adoption pass at a time: a flush must not take its mark while another thread
+        # holds a file it has locked but not yet added to _adopted.
+        self._adopt_lock = threading.Lock()
         self._commit = threading.Condition()  # group commit and the async buffer
         self._waiting: list[_Ticket] = []
         self._leader = False
@@ -670,6 +757,10 @@ class Spool:
         self._commits_since_measure = 0
         self.commits = 0  # transactions that wrote events (fewer than puts under group commit)
         self._buffer: list[SpoolRecord] = []
+        self._buffer_write = threading.Lock()  # held from taking the buffer until it is on disk
+        self._gate = threading.Condition()  # close() waits here for writers in put_many
+        self._writers = 0
+        self._warned_too_new: set[Path] = set()
         self._writer: threading.Thread | None = None
         self._writer_stop = threading.Event()
         self._prepare_directory()
@@ -714,6 +805,10 @@ class Spool:
         Files that fail to open or their integrity check are quarantined.
         """
         self._ensure_owner()
+        with self._adopt_lock:
+            return self._adopt_orphans()
+
+    def _adopt_orphans(self) -> int:
         with self._files_lock:
             held = {self._active.path, *(f.path for f in self._adopted)}
         adopted = 0
@@ -723,14 +818,22 @@ class Spool:
             lock_fd = _try_lock(lock_path_for(path))
             if lock_fd is None:
                 continue  # a live owner has it
-            if not path.exists():
+            if not path.exists():  # removed since we listed it: drop the lock file we just made
+                with contextlib.suppress(FileNotFoundError):
+                    lock_path_for(path).unlink()
                 _unlock(lock_fd)
                 continue
             try:
                 spool_file = _SpoolFile(path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout)
                 spool_file.adopt()
             except SpoolFileTooNew as exc:
-                logger.warning("leaving spool file %s alone: %s", path.name, exc)
+                if path not in self._warned_too_new:
+                    self._warned_too_new.add(path)
+                    logger.warning("leaving spool file %s alone: %s", path.name, exc)
+                _unlock(lock_fd)
+                continue
+            except SpoolFileUnavailable as exc:  # locked by a tool, I/O error, disk full: try again later
+                logger.info("cannot open spool file %s now (%s); will try again", path.name, exc)
                 _unlock(lock_fd)
                 continue
             except (SpoolFileCorrupt, sqlite3.DatabaseError) as exc:
@@ -739,9 +842,8 @@ class Spool:
                     lock_path_for(path).unlink()
                 _unlock(lock_fd)
                 continue
-            if spool_file.is_empty:
-                self._remove(spool_file)
-                continue
+            if spool_file.tally() == (0, 0, 0) and spool_file.close(remove_if_empty=True):
+                continue  # nothing left in it
             logger.info("adopted spool file %s with %d pending events", path.name, spool_file.pending)
             with self._files_lock:
                 self._adopted.append(spool_file)
@@ -758,42 +860,40 @@ class Spool:
         self.quarantined.append(target.name)
         logger.error("spool file %s is unreadable (%s); moved aside as %s", path.name, reason, target.name)
 
-    def _remove(self, spool_file: _SpoolFile) -> None:
-        """Delete a drained adopted file (the lock file last, while still locked)."""
-        path = spool_file.path
-        with spool_file.lock:
-            spool_file._connection.close()
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{path}{suffix}")
-        with contextlib.suppress(FileNotFoundError):
-            lock_path_for(path).unlink()
-        _unlock(spool_file.lock_fd)
-        logger.debug("removed drained spool file %s", path.name)
-
     def _files(self) -> list[_SpoolFile]:
         with self._files_lock:
             return [*self._adopted, self._active]
 
     # -- writing -----------------------------------------------------------------------------
 
-    def put_many(self, records: Sequence[SpoolRecord]) -> None:
+    def put_many(self, records: Sequence[SpoolRecord]) -> bool:
         """Spool ``records`` in one transaction; on return they are as durable as the mode promises.
 
         Raises ``SpoolFullError`` when the overflow policy refuses them; then none is spooled.
+        Returns False when ``overflow="drop_newest"`` dropped them (counted in ``dropped``).
         """
-        self._ensure_open()
+        self._ensure_owner()
         if not records:
-            return
-        if not self._make_room(records):
-            return  # drop_newest: dropped and counted
-        if self.durability == "async":
-            with self._commit:
-                self._buffer.extend(records)
-                if len(self._buffer) >= self.ASYNC_BUFFER_LIMIT:
-                    self._commit.notify_all()
-            return
-        self._group_commit(records)
+            return True
+        with self._gate:  # close() waits for writers that got in, and lets no new one in
+            if self._closed:
+                raise SpoolClosed("the spool is closed")
+            self._writers += 1
+        try:
+            if not self._make_room(records):
+                return False  # drop_newest: dropped and counted
+            if self.durability == "async":
+                with self._commit:
+                    self._buffer.extend(records)
+                    if len(self._buffer) >= self.ASYNC_BUFFER_LIMIT:
+                        self._commit.notify_all()
+            else:
+                self._group_commit(records)
+            return True
+        finally:
+            with self._gate:
+                self._writers -= 1
+                self._gate.notify_all()
 
     def _group_commit(self, records: Sequence[SpoolRecord]) -> None:
         # Leader/follower group commit: the first caller to find no leader writes every
@@ -806,9 +906,11 @@ class Spool:
             self._waiting.append(ticket)
             while self._leader and not ticket.done:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 and ticket in self._waiting:
-                    # Still queued: withdraw, so nothing is written after we report the failure.
-                    self._waiting.remove(ticket)
+                if remaining <= 0 and (ticket in self._waiting or remaining < -self.write_timeout):
+                    # Withdraw if still queued, so nothing is written after we report the failure;
+                    # a leader that took our ticket gets one more write_timeout to finish.
+                    if ticket in self._waiting:
+                        self._waiting.remove(ticket)
                     raise SentinelError(f"spool write timed out after {self.write_timeout:g}s waiting for the disk")
                 self._commit.wait(remaining if remaining > 0 else 0.05)
             if ticket.done:
@@ -820,7 +922,10 @@ class Spool:
         error: BaseException | None = None
         try:
             self._active.insert([record for member in group for record in member.records])
-        except BaseException as exc:  # every member of the group gets the failure
+        except sqlite3.Error as exc:  # every member of the group gets the same, clear failure
+            error = self._write_error(exc)
+            error.__cause__ = exc
+        except BaseException as exc:
             error = exc
         with self._commit:
             for member in group:
@@ -828,12 +933,9 @@ class Spool:
                 member.error = error
             self._leader = False
             self._commit.notify_all()
-        if error is None:
-            self._count_written(group)
-        elif isinstance(error, sqlite3.Error):
-            raise self._write_error(error) from error
-        else:
+        if error is not None:
             raise error
+        self._count_written(group)
 
     def _count_written(self, group: Iterable[_Ticket]) -> None:
         self.commits += 1
@@ -854,16 +956,20 @@ class Spool:
     def commit_buffered(self) -> None:
         """In async mode, write what is buffered in memory now (``flush`` and ``close`` call it)."""
         self._ensure_owner()
-        with self._commit:
-            records, self._buffer = self._buffer, []
-        if records:
+        # Held until the records are on disk, so a flush mark taken after this returns (by
+        # any thread) sees every event that was buffered before it was called.
+        with self._buffer_write:
+            with self._commit:
+                records, self._buffer = self._buffer, []
+            if not records:
+                return
             try:
                 self._active.insert(records)
             except sqlite3.Error as exc:
                 with self._commit:  # keep them for the next attempt rather than lose them
                     self._buffer[:0] = records
                 raise self._write_error(exc) from exc
-            self._count_written([_Ticket(records)])
+        self._count_written([_Ticket(records)])
 
     @property
     def buffered(self) -> int:
@@ -944,16 +1050,9 @@ class Spool:
 
     def _delete_oldest_pending(self, nbytes: int) -> int:
         for spool_file in self._files():
-            ids: list[int] = []
-            freed = 0
-            for row_id, _, size in spool_file.oldest_pending(0, 10_000):
-                ids.append(row_id)
-                freed += size + ROW_OVERHEAD
-                if freed >= nbytes:
-                    break
-            if ids:
-                spool_file.delete(ids, was_in_flight=False)
-                return len(ids)
+            removed = spool_file.drop_oldest_pending(nbytes)
+            if removed:
+                return removed
         return 0
 
     def expire(self) -> int:
@@ -964,14 +1063,8 @@ class Spool:
         cutoff = time.time() - self.max_event_age
         total = 0
         for spool_file in self._files():
-            while True:
-                page = spool_file.oldest_pending(0, 1000)
-                ids = [row_id for row_id, spooled_at, _ in page if spooled_at < cutoff]
-                if ids:
-                    spool_file.delete(ids, was_in_flight=False)
-                    total += len(ids)
-                if len(ids) < len(page) or not page:
-                    break  # reached events young enough to keep (spool order is time order)
+            while removed := spool_file.drop_oldest_pending(0, older_than=cutoff):
+                total += removed
         if total:
             self._count_drop("expired", total)
             self._rows_left()
@@ -1032,14 +1125,16 @@ class Spool:
 
     def _rows_left(self, spool_file: _SpoolFile | None = None) -> None:
         """Rows left the spool: remove a drained adopted file, shrink, and wake blocked writers."""
-        if spool_file is not None and spool_file is not self._active and spool_file.is_empty:
+        if spool_file is not None and spool_file is not self._active and spool_file.tally() == (0, 0, 0):
             with self._files_lock:
-                self._adopted.remove(spool_file)
-            self._remove(spool_file)
-        elif spool_file is not None and (
-            (spool_file.pending == 0 and spool_file.in_flight == 0) or spool_file.free_fraction() > 0.5
-        ):
-            spool_file.shrink()  # give the free pages back to the filesystem
+                if spool_file in self._adopted:
+                    self._adopted.remove(spool_file)
+            if spool_file.close(remove_if_empty=True):  # checked in SQL: only a truly empty file goes
+                logger.debug("removed drained spool file %s", spool_file.path.name)
+        elif spool_file is not None:
+            pending, in_flight, _ = spool_file.tally()
+            if (pending == 0 and in_flight == 0) or spool_file.free_fraction() > 0.5:
+                spool_file.shrink()  # give the free pages back to the filesystem
         self._measure_used()
         with self._space:
             self._space.notify_all()
@@ -1099,7 +1194,7 @@ class Spool:
 
     def _ensure_open(self) -> None:
         if self._closed:
-            raise RuntimeError("spool is closed")
+            raise SpoolClosed("the spool is closed")
         self._ensure_owner()
 
     def _ensure_owner(self) -> None:
@@ -1115,31 +1210,38 @@ class Spool:
     def _abandon_after_fork(self) -> None:
         # Runs in the child right after fork(), single-threaded: the parent's files, locks
         # and threads are not ours. Events buffered in memory (async mode) are the parent's.
-        for spool_file in [*self._adopted, self._active]:
+        active = getattr(self, "_active", None)  # gone already if we are a grandchild
+        for spool_file in [*self._adopted, *([active] if active is not None else [])]:
             spool_file.abandon()
         self._adopted = []
         self._buffer = []
-        del self._active  # nothing may write to the parent's file from here
+        if active is not None:
+            del self._active  # nothing may write to the parent's file from here
 
-    def close(self) -> None:
-        """Write what is buffered, stop the writer thread and release every file."""
-        if self._closed:
-            return
+    def close(self, timeout: float | None = None) -> None:
+        """Let writers already in finish, write what is buffered, stop the writer thread and
+        release every file (deleting those left empty). Never raises for undelivered events:
+        a failure to write the buffer is logged, and the file is kept."""
         self._ensure_owner()
-        self._closed = True
+        deadline = time.monotonic() + (self.write_timeout if timeout is None else timeout)
+        with self._gate:
+            if self._closed:
+                return
+            self._closed = True
+            self._gate.wait_for(lambda: self._writers == 0, timeout=max(0.0, deadline - time.monotonic()))
         if self._writer is not None:
             self._writer_stop.set()
             with self._commit:
                 self._commit.notify_all()
-            self._writer.join(timeout=self.write_timeout)
+            self._writer.join(timeout=max(0.0, deadline - time.monotonic()))
         try:
             self.commit_buffered()
-        finally:
-            for spool_file in self._files():
-                if spool_file.is_empty and (spool_file is not self._active or self.buffered == 0):
-                    self._remove(spool_file)  # nothing left in it: leave no file behind
-                else:
-                    spool_file.close()
+        except Exception:
+            logger.exception("could not write %d buffered events while closing", len(self._buffer))
+        for spool_file in self._files():
+            keep = spool_file is self._active and self._buffer
+            if spool_file.close(remove_if_empty=not keep):
+                logger.debug("removed empty spool file %s", spool_file.path.name)
         _LIVE_SPOOLS.discard(self)
 
     def __enter__(self) -> Spool:
@@ -1158,7 +1260,10 @@ def _after_fork_in_child() -> None:
     global _fork_lock
     _fork_lock = threading.Lock()
     for spool in list(_LIVE_SPOOLS):
-        spool._abandon_after_fork()
+        try:
+            spool._abandon_after_fork()
+        except Exception:  # one spool's trouble must not leave the others' locks held
+            logger.exception("could not release a spool after fork")
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -469,3 +469,52 @@ def test_stats_after_close_are_the_final_figures(broker: EmbeddedBroker, make_cl
     client.close(timeout=30)
     stats = client.stats()
     assert (stats.delivered, stats.spooled, stats.in_flight) == (25, 0, 0)
+
+
+def test_async_flush_never_claims_delivery_without_a_broker(make_client: Any) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}", async_mode=True, batch_timeout=0.001)
+    for _ in range(100):
+        track(client, 3)
+        assert client.flush(timeout=0.01) is False
+
+
+def test_stats_while_adopted_files_drain_and_vanish(broker: EmbeddedBroker, make_client: Any, spool_dir: Path) -> None:
+    for _ in range(30):  # thirty files left by clients that are gone
+        dead = sentinel.Client(brokers=["127.0.0.1:1"], spool_dir=spool_dir, write_timeout=0.5)
+        track(dead, 5)
+        dead.close(timeout=0)
+    client = make_client(broker.bootstrap_servers)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                client.stats()
+            except BaseException as exc:
+                errors.append(exc)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        assert client.flush(timeout=60)
+    finally:
+        done.set()
+        poller.join(timeout=10)
+    assert errors == []
+    assert client.stats().spool_files == 1
+
+
+def test_a_hung_close_still_releases_the_producer(make_client: Any) -> None:
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(100)
+        client = make_client(f"127.0.0.1:{black_hole.getsockname()[1]}", write_timeout=2)
+        track(client, 5)
+        client.close(timeout=0.2)
+
+        def quiet() -> bool:
+            names = [thread.name for thread in threading.enumerate()]
+            return not any(name.startswith(("sentinel-durable-flusher", "sentinel-durable-network")) for name in names)
+
+        wait_until(quiet, 30, description="the flusher and its producer to go away")

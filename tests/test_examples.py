@@ -226,10 +226,10 @@ def test_edge_app_delivers_every_event_tracked_through_an_outage(
 ) -> None:
     proxy = broker.proxy
     assert proxy is not None
-    iterations, cut_at = 80, None
+    iterations, cut_at = 200, None
     app = subprocess.Popen(
         example_command("edge_app", "--brokers", broker.bootstrap_servers, "--topic", topic,
-                        "--spool-dir", str(tmp_path), "--iterations", str(iterations), "--interval", "0.05",
+                        "--spool-dir", str(tmp_path), "--iterations", str(iterations), "--interval", "0.03",
                         "--status-every", "5", "--flush-timeout", "15"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=example_env(),
     )  # fmt: skip
@@ -245,8 +245,8 @@ def test_edge_app_delivers_every_event_tracked_through_an_outage(
             if cut_at is None and iteration >= 10 and delivered > 0:  # connected first, then the outage
                 proxy.cut()
                 cut_at = iteration
-            elif cut_at is not None and not proxy.listening and iteration >= cut_at + 20:
-                proxy.restore()
+            elif cut_at is not None and not proxy.listening and "broker_connected=False" in line:
+                proxy.restore()  # the app has noticed the outage and kept tracking through it
         assert app.wait(timeout=30) == 0, "".join(output)
     finally:
         app.kill()

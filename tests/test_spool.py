@@ -540,3 +540,93 @@ def test_file_from_a_newer_version_is_left_alone(spool_dir: Path, caplog: pytest
         assert spool.counts().quarantined == []
     assert path.exists()
     assert "newer sentinel-durable" in caplog.text
+
+
+# --- races found in review ----------------------------------------------------------------------
+
+
+def test_dropping_oldest_never_touches_events_in_flight(spool_dir: Path) -> None:
+    with Spool(spool_dir) as spool:
+        batch = records(10)
+        spool.put_many(batch)
+        claim = spool.claim(5)  # the flusher has these on the wire
+        assert claim is not None
+        assert spool._delete_oldest_pending(10**9) == 5  # only the five pending ones can go
+        counts = spool.counts()
+        assert (counts.pending, counts.in_flight) == (0, 5)
+        spool.ack(claim)
+        assert spool.counts().in_flight == 0
+        with sqlite3.connect(spool.active_path) as db:
+            assert db.execute("SELECT COUNT(*) FROM ack_queue_default").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("durability", ["process", "async"])
+def test_close_racing_senders_keeps_every_event_whose_put_returned(spool_dir: Path, durability: str) -> None:
+    spool = Spool(spool_dir, durability=durability)  # type: ignore[arg-type]
+    accepted: list[str] = []
+    start = threading.Barrier(5)
+
+    def send() -> None:
+        mine = records(200)
+        start.wait()
+        for record_ in mine:
+            try:
+                if spool.put_many([record_]):
+                    accepted.append(record_.event_id)
+            except Exception:
+                return  # closed: refused, not lost
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    deadline = time.monotonic() + 30
+    while len(accepted) < 20:  # close while the senders are in full swing
+        assert time.monotonic() < deadline
+        threads[0].join(timeout=0.001)
+    spool.close()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert {event["event_id"] for event in drain_all(spool_dir)} == set(accepted)
+
+
+def test_a_file_that_is_only_busy_is_not_quarantined(spool_dir: Path) -> None:
+    path = _leave_orphan(spool_dir, 5)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # a backup tool holding the file for a moment
+    try:
+        with Spool(spool_dir, write_timeout=0.2) as spool:
+            assert spool.adopt_orphans() == 0
+            assert spool.counts().quarantined == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert path.exists()
+    assert len(drain_all(spool_dir)) == 5  # adopted once it is free
+
+
+def test_grandchild_of_a_fork_can_use_the_spool(spool_dir: Path) -> None:
+    with Spool(spool_dir) as spool:
+        spool.put_many([record()])
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                grandchild = os.fork()  # before the child ever used the spool
+                if grandchild == 0:
+                    try:
+                        spool.put_many(records(2))
+                        os.write(write, str(spool.counts().pending).encode())
+                    finally:
+                        os._exit(0)
+                os.waitpid(grandchild, 0)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        assert os.read(read, 100) == b"2"
+        _, code = os.waitpid(pid, 0)
+        os.close(read)
+        assert os.waitstatus_to_exitcode(code) == 0
+        assert spool.counts().pending == 1
