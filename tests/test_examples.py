@@ -284,3 +284,15 @@ def test_edge_app_closes_cleanly_on_ctrl_c_and_loses_nothing(
     tracked = sorted(int(event["metadata"]["iteration"]) for event in topic_events(broker, topic))
     assert tracked[0] == 0
     assert set(tracked) == set(range(tracked[-1] + 1)), "an iteration is missing"
+
+
+@pytest.mark.parametrize("name", ["quickstart", "build_event"])
+def test_self_contained_example_runs(name: str) -> None:
+    result = subprocess.run(example_command(name), capture_output=True, text=True, timeout=120, env=example_env())
+    assert result.returncode == 0, result.stderr
+    if name == "quickstart":
+        assert "flush() -> True, 100 delivered" in result.stdout
+        assert "in the topic: 100 records" in result.stdout
+    else:
+        assert '"service_name": "checkout-assistant"' in result.stdout
+        assert "field='prompt.tokens'" in result.stdout
