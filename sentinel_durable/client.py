@@ -22,6 +22,7 @@ from .errors import (
     ClientClosedError,
     ConfigError,
     DeliveryTimeoutError,
+    SendError,
     SpoolFullError,
     ValidationError,
 )
@@ -50,10 +51,27 @@ class Client:
     ``Client(config=Config(...))``. Creating a client never touches the network.
     """
 
-    def __init__(self, config: Config | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        before_send: Callable[[TelemetryEvent], TelemetryEvent | None] | None = None,
+        on_delivery: Callable[[list[str]], object] | None = None,
+        on_error: Callable[[SendError], object] | None = None,
+        **options: Any,
+    ) -> None:
+        """``before_send(event)`` runs on the caller's thread before an event is spooled and may
+        return it changed (it is checked again) or ``None`` to drop it (counted in
+        ``stats().dropped["before_send"]``). ``on_delivery(event_ids)`` and ``on_error(SendError)``
+        run on the flusher thread after each batch is acked and for each dead letter; keep them
+        quick. An exception in them is logged and counted, and does not stop delivery."""
         if config is not None and options:
             raise ConfigError("config", f"pass config= or options ({', '.join(sorted(options))}), not both")
         self._config = config if config is not None else Config(**options)
+        self._before_send = before_send
+        self._on_delivery = on_delivery
+        self._on_error = on_error
+        self._dropped_by_hook = 0
         check_transport_config(self._config)
         self._rules = self._config.event_rules
         self._lock = threading.Lock()  # guards close() against itself
@@ -81,7 +99,7 @@ class Client:
         return self._config
 
     def _start_flusher(self) -> None:
-        self._flusher = Flusher(self._config, self._spool)
+        self._flusher = Flusher(self._config, self._spool, on_delivery=self._on_delivery, on_error=self._on_error)
         self._flusher.start()
         self._pid = os.getpid()  # last: other threads of a forked child wait until the flusher is new
 
@@ -126,7 +144,9 @@ class Client:
             "span_id": span_id,
         }
         event = validate_event(fields, self._rules)
-        self._spool_records([SpoolRecord.from_event(event)])
+        kept = self._apply_before_send(event)
+        if kept is not None:
+            self._spool_records([SpoolRecord.from_event(kept)])
         return event.event_id
 
     def send(self, event: TelemetryEvent, *, wait: bool = False, timeout: float | None = None) -> str:
@@ -138,7 +158,10 @@ class Client:
         ``SendError`` if it was dead-lettered. The event stays spooled on a timeout.
         """
         self._check_usable()
-        checked = validate_event(event, self._rules)
+        validated = validate_event(event, self._rules)
+        checked = self._apply_before_send(validated)
+        if checked is None:
+            return validated.event_id  # dropped by before_send, on purpose: nothing to wait for
         record = SpoolRecord.from_event(checked)
         if not wait:
             self._spool_records([record])
@@ -173,11 +196,23 @@ class Client:
         records = []
         for index, event in enumerate(events):
             try:
-                records.append(SpoolRecord.from_event(validate_event(event, self._rules)))
+                kept = self._apply_before_send(validate_event(event, self._rules))
             except ValidationError as exc:
                 raise ValidationError(f"events[{index}].{exc.field}", exc.message, exc.value) from exc
+            if kept is not None:
+                records.append(SpoolRecord.from_event(kept))
         self._spool_records(records)
         return [record.event_id for record in records]
+
+    def _apply_before_send(self, event: TelemetryEvent) -> TelemetryEvent | None:
+        """Run the user's ``before_send`` hook; what it returns is checked again."""
+        if self._before_send is None:
+            return event
+        result = self._before_send(event)
+        if result is None:
+            self._dropped_by_hook += 1
+            return None
+        return validate_event(result, self._rules)
 
     def _spool_records(self, records: Sequence[SpoolRecord]) -> bool:
         """Write to the spool; False when ``overflow="drop_newest"`` dropped them (counted)."""
@@ -235,7 +270,7 @@ class Client:
             in_flight=counts.in_flight,
             delivered=counters.delivered,
             dead_lettered=counters.dead_lettered,
-            dropped=counts.dropped,
+            dropped={**counts.dropped, **({"before_send": self._dropped_by_hook} if self._dropped_by_hook else {})},
             retries=counters.retries,
             errors=counters.errors,
             last_error=counters.last_error,

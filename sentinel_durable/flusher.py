@@ -49,6 +49,10 @@ class FlusherCounters:
     batch_sizes: list[int] = field(default_factory=list)
 
 
+def _dead_letter_error(error: str, record: ClaimedRecord) -> SendError:
+    return SendError(f"event dead-lettered: {error}", retries=record.attempts + 1, event_id=record.event_id)
+
+
 class DeliveryWaiter:
     """A caller of ``send(..., wait=True)`` waiting for one event."""
 
@@ -67,8 +71,13 @@ class Flusher:
         config: Config,
         spool: Spool,
         transport_factory: Callable[[Config], Transport] = create_transport,
+        *,
+        on_delivery: Callable[[list[str]], object] | None = None,
+        on_error: Callable[[SendError], object] | None = None,
     ) -> None:
         self._config = config
+        self._on_delivery = on_delivery
+        self._on_error = on_error
         self._spool = spool
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
@@ -224,6 +233,7 @@ class Flusher:
             logger.error("dead-lettered %d events after %d attempts: %s", len(records), max_attempts, error)
         self._count(claim, delivered, waiting, failing, dead, unreachable)
         self._resolve_waiters(delivered, dead)
+        self._notify_callbacks(delivered, dead)
         with self._settled:
             self._settled.notify_all()
         return bool(waiting or failing)
@@ -275,10 +285,23 @@ class Flusher:
                 for record in records:
                     waiter = self._waiters.pop(record.event_id, None)
                     if waiter is not None:
-                        waiter.error = SendError(
-                            f"event dead-lettered: {error}", retries=record.attempts + 1, event_id=record.event_id
-                        )
+                        waiter.error = _dead_letter_error(error, record)
                         waiter.done.set()
+
+    def _notify_callbacks(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
+        """Call the user's on_delivery / on_error; their exceptions are logged and counted, never ours."""
+        calls: list[tuple[Callable[..., object], object]] = []
+        if self._on_delivery is not None and delivered:
+            calls.append((self._on_delivery, [record.event_id for record in delivered]))
+        if self._on_error is not None:
+            calls.extend((self._on_error, _dead_letter_error(error, record)) for error, records in dead.items()
+                         for record in records)  # fmt: skip
+        for callback, argument in calls:
+            try:
+                callback(argument)
+            except Exception as exc:
+                self._record_error(f"callback {getattr(callback, '__name__', callback)!s} raised: {exc!r}", exc)
+                logger.exception("a sentinel-durable callback raised")
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -518,3 +518,56 @@ def test_a_hung_close_still_releases_the_producer(make_client: Any) -> None:
             return not any(name.startswith(("sentinel-durable-flusher", "sentinel-durable-network")) for name in names)
 
         wait_until(quiet, 30, description="the flusher and its producer to go away")
+
+
+# --- hooks and callbacks ----------------------------------------------------------------------------------
+
+
+def test_before_send_can_redact_and_drop(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+    def redact(event: sentinel.TelemetryEvent) -> sentinel.TelemetryEvent | None:
+        if event.metadata.get("drop") == "yes":
+            return None
+        event.prompt.text = "[redacted]"
+        return event
+
+    client = make_client(broker.bootstrap_servers, before_send=redact)
+    kept = track(client, 3)
+    track(client, 2, metadata={"drop": "yes"})
+    assert client.flush(timeout=30)
+    records = broker.read_topic(topic, expected=3)
+    assert sorted(event_ids(records)) == sorted(kept)
+    assert {json.loads(r.value)["prompt"]["text"] for r in records} == {"[redacted]"}
+    assert client.stats().dropped == {"before_send": 2}
+
+
+def test_before_send_result_is_validated_again(make_client: Any) -> None:
+    def breaks_it(event: sentinel.TelemetryEvent) -> sentinel.TelemetryEvent:
+        event.latency_ms = -1
+        return event
+
+    client = make_client(f"127.0.0.1:{free_port()}", before_send=breaks_it)
+    with pytest.raises(sentinel.ValidationError) as caught:
+        track(client, 1)
+    assert caught.value.field == "latency_ms"
+    assert sum(_pending(client)) == 0
+
+
+def test_on_delivery_and_on_error_callbacks(broker: EmbeddedBroker, make_client: Any) -> None:
+    delivered: list[str] = []
+    failed: list[sentinel.SendError] = []
+
+    def flaky_delivery(ids: list[str]) -> None:
+        delivered.extend(ids)
+        raise RuntimeError("a bug in the user's callback")  # must not stop delivery
+
+    client = make_client(broker.bootstrap_servers, max_retries=1, max_text_length=3_000_000,
+                         on_delivery=flaky_delivery, on_error=failed.append)  # fmt: skip
+    ok = track(client, 20)
+    poison = client.track(service="svc", model="m", prompt="x" * 2_000_000, response="r", latency_ms=1)
+    ok += track(client, 5)
+    client.flush(timeout=60)
+    wait_until(lambda: len(delivered) == 25 and len(failed) == 1, 30, description="the callbacks")
+    assert sorted(delivered) == sorted(ok)
+    assert failed[0].event_id == poison
+    assert "MessageSizeTooLarge" in str(failed[0])
+    assert client.stats().errors >= 1
