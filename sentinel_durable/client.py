@@ -240,17 +240,19 @@ class Client:
         self._spool.adopt_orphans()
         mark = self._spool.flush_mark()
         self._flusher.kick()
-        total: int | None = None
+        total = self._spool.unsettled_count(mark) if progress is not None else 0
+        last_progress = 0.0
         while True:
-            remaining, lost = self._spool.unsettled(mark)
-            total = remaining if total is None else total
-            if progress is not None:
-                progress(total - remaining, total)
-            if remaining == 0:
+            done, lost = self._spool.settled(mark)
+            if progress is not None and (done or time.monotonic() - last_progress >= 0.5):
+                # Counting scans the spool: at most twice a second.
+                last_progress = time.monotonic()
+                progress(total - (0 if done else self._spool.unsettled_count(mark)), total)
+            if done:
                 return not lost
             left = deadline - time.monotonic()
             if left <= 0:
-                logger.info("flush timed out after %gs with %d events still pending", timeout, remaining)
+                logger.info("flush timed out after %gs with events still pending", timeout)
                 return False
             self._flusher.wait_settled(min(left, 0.25))
 

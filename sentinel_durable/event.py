@@ -22,6 +22,7 @@ Text longer than ``max_text_length`` is cut when ``truncate_text`` is on (whatev
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -35,7 +36,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationInfo,
 )
 from pydantic import ValidationError as PydanticValidationError
@@ -105,6 +105,13 @@ def _hyphenated_uuid(value: str) -> str:
     return value
 
 
+def new_event_id() -> str:
+    """A random (version 4) UUID, hyphenated: ``str(uuid.uuid4())`` at a quarter of the cost."""
+    hex_ = os.urandom(16).hex()
+    variant = "89ab"[int(hex_[16], 16) & 3]
+    return f"{hex_[:8]}-{hex_[8:12]}-4{hex_[13:16]}-{variant}{hex_[17:20]}-{hex_[20:]}"
+
+
 def _to_utc(value: datetime) -> datetime:
     # A naive datetime is taken as UTC; an aware one is converted.
     if value.tzinfo is None:
@@ -113,11 +120,6 @@ def _to_utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
         raise PydanticCustomError("timestamp_range", "is out of range once converted to UTC") from None
-
-
-def _rfc3339(value: datetime) -> str:
-    # isoformat() keeps the year at four digits, which strftime("%Y") does not for years < 1000.
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _embedding_to_list(value: Any) -> Any:
@@ -139,7 +141,9 @@ Tokens = Annotated[int, Field(ge=0, le=U32_MAX)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Embedding = Annotated[list[FiniteFloat], BeforeValidator(_embedding_to_list)]
 EventId = Annotated[str, BeforeValidator(_uuid_to_str), AfterValidator(_hyphenated_uuid)]
-Timestamp = Annotated[datetime, AfterValidator(_to_utc), PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+# pydantic-core writes a UTC datetime as RFC 3339 ending in "Z" ("2026-11-27T03:21:29.541265Z"; the
+# fraction is left out when it is zero), with a four-digit year.
+Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
 
 
 # --- value rules (skipped when enable_validation is off) ---------------------
@@ -225,7 +229,7 @@ class TelemetryEvent(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    event_id: EventId = Field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: EventId = Field(default_factory=new_event_id)
     timestamp: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
     service_name: NonEmptyStr
     model: NonEmptyStr

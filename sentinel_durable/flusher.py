@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 #: Events claimed per batch when ``batch_size`` is 0.
 DEFAULT_BATCH = 1000
+#: After a batch smaller than batch_size, the flusher waits this long (or batch_timeout) for more.
+MIN_LINGER = 0.005
 #: How often an idle flusher looks for spool files left by dead processes, and expires old events.
 HOUSEKEEPING_INTERVAL = 10.0
 
@@ -82,6 +84,7 @@ class Flusher:
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
         self.batch_size = config.batch_size or DEFAULT_BATCH
+        self._linger = max(config.batch_timeout, MIN_LINGER)
         self.counters = FlusherCounters()
         self._work = threading.Event()  # set by senders: something new is in the spool
         self._kick = threading.Event()  # set by flush/close: cut a backoff wait short
@@ -189,6 +192,10 @@ class Flusher:
                 self._pause(self._next_delay(delays))
             else:
                 delays = None
+                if len(claim) < self.batch_size and not self._stop.is_set():
+                    # A trickle: let a few more events gather rather than claim them one by one
+                    # (every claim and ack is a transaction that senders wait behind).
+                    self._pause(self._linger)
 
     def _housekeeping(self) -> None:
         self._spool.adopt_orphans()

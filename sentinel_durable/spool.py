@@ -65,6 +65,11 @@ LOCK_SUFFIX = ".lock"
 QUARANTINE_MARK = ".corrupt-"
 #: Rough bytes one row costs beyond its JSON, used to size drops and checks before commit.
 ROW_OVERHEAD = 120
+#: Free pages are given back to the filesystem once they add up to this much and half the file
+#: (vacuuming a little after every batch would cost more than it saves), or, once the spool is
+#: drained, to this much.
+SHRINK_AT = 8 << 20
+SHRINK_DRAINED_AT = 1 << 20
 #: Bytes kept free below max_spool_bytes for the pages a commit may add beyond its rows' size.
 GROWTH_SLACK = 4 * 4096
 
@@ -131,7 +136,7 @@ class SpoolCounts:
 
 @dataclass(frozen=True)
 class FlushMark:
-    last_ids: dict[Path, tuple[int, int]]  # file -> (highest row id, dead letters up to it)
+    last_ids: dict[Path, tuple[int, int]]  # file -> (highest row id, how many it had dead-lettered)
     dropped: int
 
 
@@ -164,18 +169,17 @@ class _SpoolFile:
     TABLE = "ack_queue_default"  # persist-queue's table for name="default"
     SQL_CREATE = (
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-        "_id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, timestamp FLOAT, status INTEGER, "
+        "_id INTEGER PRIMARY KEY, data BLOB, timestamp FLOAT, status INTEGER, "
         "attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, "
         "event_id TEXT, service_name TEXT, model TEXT, event_time_ms INTEGER)"
     )
-    SQL_CREATE_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, _id)"
     SQL_INSERT = (
         f"INSERT INTO {TABLE} (data, timestamp, status, event_id, service_name, model, event_time_ms) "
         f"VALUES (?, ?, {AckStatus.READY}, ?, ?, ?, ?)"
     )
     SQL_CLAIM = (
         f"UPDATE {TABLE} SET status = {AckStatus.UNACK} WHERE _id IN "
-        f"(SELECT _id FROM {TABLE} WHERE status = {AckStatus.READY} ORDER BY _id LIMIT ?) "
+        f"(SELECT _id FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} ORDER BY _id LIMIT ?) "
         "RETURNING _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp"
     )
     SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.UNACK}"
@@ -189,13 +193,13 @@ class _SpoolFile:
         f"UPDATE {TABLE} SET status = {AckStatus.READY} WHERE status IN ({AckStatus.INITED}, {AckStatus.UNACK})"
     )
     SQL_COUNT_BY_STATUS = f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status"
-    SQL_OLDEST = (
-        f"SELECT MIN(timestamp) FROM (SELECT timestamp FROM (SELECT timestamp FROM {TABLE} "
-        f"WHERE status = {AckStatus.READY} ORDER BY _id LIMIT 1) UNION ALL SELECT timestamp FROM "
-        f"(SELECT timestamp FROM {TABLE} WHERE status = {AckStatus.UNACK} ORDER BY _id LIMIT 1))"
+    # Rows are spooled in _id order, so the first unsettled row is the oldest.
+    SQL_FIRST_UNSETTLED = (
+        f"SELECT _id, timestamp FROM {TABLE} WHERE status IN ({AckStatus.READY}, {AckStatus.UNACK}) "
+        "ORDER BY _id LIMIT 1"
     )
     SQL_OLDEST_PENDING_PAGE = (
-        f"SELECT _id, timestamp, length(data) FROM {TABLE} WHERE status = {AckStatus.READY} AND _id > ? "
+        f"SELECT _id, timestamp, length(data) FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} "
         "ORDER BY _id LIMIT ?"
     )
     SQL_DEAD_LETTERS = (
@@ -211,7 +215,6 @@ class _SpoolFile:
     SQL_UNSETTLED_THROUGH = (
         f"SELECT COUNT(*) FROM {TABLE} WHERE status IN ({AckStatus.READY}, {AckStatus.UNACK}) AND _id <= ?"
     )
-    SQL_DEAD_THROUGH = f"SELECT COUNT(*) FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED} AND _id <= ?"
 
     SQL_ANY_ROW = f"SELECT EXISTS (SELECT 1 FROM {TABLE})"
     SQL_DELETE_PENDING = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.READY}"
@@ -224,6 +227,11 @@ class _SpoolFile:
         self.pending = 0
         self.in_flight = 0
         self.dead_letters = 0
+        # Every pending row has _id >= cursor: claims scan the table from here, in rowid order,
+        # instead of keeping an index on status (which costs a quarter of each insert).
+        self.cursor = 0
+        self.dead_lettered: list[int] = []  # row ids dead-lettered while we own the file
+        self._fsync_inserts = durability == "power"
         self._connection = self._connect(durability, busy_timeout)
 
     # -- opening ------------------------------------------------------------------------
@@ -252,12 +260,11 @@ class _SpoolFile:
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise SpoolFileUnavailable(f"cannot use WAL journal mode (got {mode})")
-            # process: a commit survives the process being killed (WAL, no fsync per commit);
-            # power: each commit is fsynced; async: events are already batched in memory.
-            synchronous = "FULL" if durability == "power" else "NORMAL"
-            connection.execute(f"PRAGMA synchronous = {synchronous}")
+            # process: a commit survives the process being killed (WAL, no fsync per commit).
+            # power: inserts are fsynced (see insert); claims and acks need not be, since losing
+            # one only means sending a batch twice.
+            connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute(self.SQL_CREATE)
-            connection.execute(self.SQL_CREATE_INDEX)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (SpoolFileCorrupt, SpoolFileUnavailable):
             connection.close()
@@ -278,6 +285,7 @@ class _SpoolFile:
             with self._transaction() as cursor:
                 cursor.execute(self.SQL_RESET_CLAIMED)
             self._load_counts()
+            self.cursor = 0
 
     def _load_counts(self) -> None:
         counts = dict(self._connection.execute(self.SQL_COUNT_BY_STATUS).fetchall())
@@ -305,18 +313,37 @@ class _SpoolFile:
         with self.lock:
             if self.closed:
                 raise SpoolClosed(f"{self.path.name} is closed")
-            with self._transaction() as cursor:
-                cursor.executemany(self.SQL_INSERT, rows)
+            if self._fsync_inserts:
+                self._connection.execute("PRAGMA synchronous = FULL")
+            try:
+                if len(rows) == 1:  # one statement is its own transaction: no BEGIN/COMMIT round trips
+                    first = self._connection.execute(self.SQL_INSERT, rows[0]).lastrowid or 0
+                else:
+                    with self._transaction() as cursor:
+                        # Without AUTOINCREMENT, a new row takes max(_id) + 1, which can be below
+                        # the cursor once the newest rows were acked: the cursor moves back to it.
+                        first = (cursor.execute(self.SQL_MAX_ID).fetchone()[0] or 0) + 1
+                        cursor.executemany(self.SQL_INSERT, rows)
+            finally:
+                if self._fsync_inserts:
+                    self._connection.execute("PRAGMA synchronous = NORMAL")
             self.pending += len(rows)
+            self.cursor = min(self.cursor, first)
 
     def claim(self, limit: int) -> list[ClaimedRecord]:
         with self.lock:
             if self.closed or self.pending <= 0:
                 return []
             with self._transaction() as cursor:
-                rows = cursor.execute(self.SQL_CLAIM, (limit,)).fetchall()
+                rows = cursor.execute(self.SQL_CLAIM, (self.cursor, limit)).fetchall()
+                if not rows and self.cursor:  # cannot happen if the cursor is right; never strand rows
+                    logger.warning("spool cursor of %s was past pending rows; rescanning", self.path.name)
+                    self.cursor = 0
+                    rows = cursor.execute(self.SQL_CLAIM, (0, limit)).fetchall()
             self.pending -= len(rows)
             self.in_flight += len(rows)
+            if rows:
+                self.cursor = max(row[0] for row in rows) + 1
         records = [ClaimedRecord(*row) for row in rows]
         records.sort(key=lambda record: record.row_id)  # RETURNING gives no order
         return records
@@ -327,10 +354,8 @@ class _SpoolFile:
             if self.closed:
                 return 0
             with self._transaction() as cursor:
-                changed = 0
-                for row in params:
-                    changed += cursor.execute(sql, row).rowcount
-            return changed
+                cursor.executemany(sql, params)
+                return int(cursor.rowcount)  # the rows changed, summed over the statements
 
     def delete(self, row_ids: Sequence[int]) -> None:
         """Delete delivered (in-flight) rows."""
@@ -344,12 +369,15 @@ class _SpoolFile:
         with self.lock:
             self.in_flight -= changed
             self.pending += changed
+            if row_ids:
+                self.cursor = min(self.cursor, min(row_ids))
 
     def dead_letter(self, row_ids: Sequence[int], error: str) -> None:
         changed = self._settle(self.SQL_DEAD_LETTER, [(error, row_id) for row_id in row_ids])
         with self.lock:
             self.in_flight -= changed
             self.dead_letters += changed
+            self.dead_lettered.extend(row_ids)
 
     def drop_oldest_pending(self, nbytes: int, older_than: float | None = None) -> int:
         """Delete the oldest pending rows, up to ``nbytes`` of them (or those spooled before
@@ -360,7 +388,8 @@ class _SpoolFile:
             with self._transaction() as cursor:
                 doomed: list[tuple[int]] = []
                 freed = 0
-                for row_id, spooled_at, size in cursor.execute(self.SQL_OLDEST_PENDING_PAGE, (0, 10_000)).fetchall():
+                page = cursor.execute(self.SQL_OLDEST_PENDING_PAGE, (self.cursor, 10_000)).fetchall()
+                for row_id, spooled_at, size in page:
                     if older_than is not None and spooled_at >= older_than:
                         break  # spool order is time order: the rest are younger
                     doomed.append((row_id,))
@@ -377,8 +406,16 @@ class _SpoolFile:
         with self.lock:
             if self.closed:
                 return None
-            value: float | None = self._connection.execute(self.SQL_OLDEST).fetchone()[0]
-        return value
+            row = self._connection.execute(self.SQL_FIRST_UNSETTLED).fetchone()
+        return None if row is None else float(row[1])
+
+    def first_unsettled_id(self) -> int | None:
+        """The lowest _id still pending or in flight (None when none is)."""
+        with self.lock:
+            if self.closed:
+                return None
+            row = self._connection.execute(self.SQL_FIRST_UNSETTLED).fetchone()
+        return None if row is None else int(row[0])
 
     def dead_letter_rows(self) -> list[tuple[int, bytes, str, int, str, float]]:
         with self.lock:
@@ -392,6 +429,7 @@ class _SpoolFile:
                 moved = cursor.execute(self.SQL_REQUEUE_DEAD).rowcount
             self.dead_letters -= moved
             self.pending += moved
+            self.cursor = 0
         return moved
 
     def purge_dead_letters(self) -> int:
@@ -407,14 +445,12 @@ class _SpoolFile:
                 return 0
             return int(self._connection.execute(self.SQL_MAX_ID).fetchone()[0] or 0)
 
-    def unsettled_through(self, row_id: int) -> tuple[int, int]:
-        """``(pending or in flight, dead letters)`` among rows up to ``row_id``."""
+    def unsettled_through(self, row_id: int) -> int:
+        """Rows up to ``row_id`` still pending or in flight (a scan: for progress displays)."""
         with self.lock:
             if self.closed:
-                return 0, 0
-            unsettled = self._connection.execute(self.SQL_UNSETTLED_THROUGH, (row_id,)).fetchone()[0]
-            dead = self._connection.execute(self.SQL_DEAD_THROUGH, (row_id,)).fetchone()[0]
-        return int(unsettled), int(dead)
+                return 0
+            return int(self._connection.execute(self.SQL_UNSETTLED_THROUGH, (row_id,)).fetchone()[0])
 
     # -- size ----------------------------------------------------------------------------------
 
@@ -432,6 +468,11 @@ class _SpoolFile:
         with self.lock:
             page_size, pages, free = self._pages()
         return (pages - free) * page_size
+
+    def free_bytes(self) -> int:
+        with self.lock:
+            page_size, _, free = self._pages()
+        return page_size * free
 
     def free_fraction(self) -> float:
         with self.lock:
@@ -631,7 +672,8 @@ def _reader(path: Path) -> Iterator[sqlite3.Connection]:
 def inspect_file(path: Path) -> FileReport:
     with _reader(path) as connection:
         counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
-        oldest = connection.execute(_SpoolFile.SQL_OLDEST).fetchone()[0]
+        first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
+        oldest = None if first is None else first[1]
     size = sum(
         os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm") if os.path.exists(f"{path}{suffix}")
     )
@@ -893,7 +935,8 @@ class Spool:
         finally:
             with self._gate:
                 self._writers -= 1
-                self._gate.notify_all()
+                if self._closed:  # only close() ever waits here
+                    self._gate.notify_all()
 
     def _group_commit(self, records: Sequence[SpoolRecord]) -> None:
         # Leader/follower group commit: the first caller to find no leader writes every
@@ -901,9 +944,9 @@ class Spool:
         # them; the others wait for their ticket. A follower whose leader finished before
         # reaching its ticket becomes the next leader.
         ticket = _Ticket(records)
-        deadline = time.monotonic() + self.write_timeout
         with self._commit:
             self._waiting.append(ticket)
+            deadline = time.monotonic() + self.write_timeout if self._leader else 0.0
             while self._leader and not ticket.done:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 and (ticket in self._waiting or remaining < -self.write_timeout):
@@ -921,7 +964,10 @@ class Spool:
             group, self._waiting = self._waiting, []
         error: BaseException | None = None
         try:
-            self._active.insert([record for member in group for record in member.records])
+            if len(group) == 1:
+                self._active.insert(group[0].records)
+            else:
+                self._active.insert([record for member in group for record in member.records])
         except sqlite3.Error as exc:  # every member of the group gets the same, clear failure
             error = self._write_error(exc)
             error.__cause__ = exc
@@ -932,7 +978,8 @@ class Spool:
                 member.done = True
                 member.error = error
             self._leader = False
-            self._commit.notify_all()
+            if len(group) > 1 or self._waiting:  # followers to release, or one to lead next
+                self._commit.notify_all()
         if error is not None:
             raise error
         self._count_written(group)
@@ -1133,34 +1180,44 @@ class Spool:
                 logger.debug("removed drained spool file %s", spool_file.path.name)
         elif spool_file is not None:
             pending, in_flight, _ = spool_file.tally()
-            if (pending == 0 and in_flight == 0) or spool_file.free_fraction() > 0.5:
+            free = spool_file.free_bytes()
+            drained = pending == 0 and in_flight == 0
+            if (drained and free >= SHRINK_DRAINED_AT) or (free >= SHRINK_AT and spool_file.free_fraction() > 0.5):
                 spool_file.shrink()  # give the free pages back to the filesystem
         self._measure_used()
         with self._space:
             self._space.notify_all()
 
     def flush_mark(self) -> FlushMark:
-        """Remember what is in the spool now, so ``unsettled(mark)`` can tell when it has all gone."""
+        """Remember what is in the spool now, so ``settled(mark)`` can tell when it has all gone."""
         self.commit_buffered()
-        marks = {}
-        for spool_file in self._files():
-            last = spool_file.max_row_id()
-            marks[spool_file.path] = (last, spool_file.unsettled_through(last)[1])
+        marks = {f.path: (f.max_row_id(), len(f.dead_lettered)) for f in self._files()}
         return FlushMark(marks, sum(self.dropped.values()))
 
-    def unsettled(self, mark: FlushMark) -> tuple[int, bool]:
-        """``(events of the mark still pending or in flight, whether any was dead-lettered or dropped)``."""
+    def settled(self, mark: FlushMark) -> tuple[bool, bool]:
+        """``(every event of the mark delivered or given up, whether any was dead-lettered or dropped)``.
+
+        Cheap: one indexed lookup per file (the lowest unsettled row id).
+        """
         self._ensure_owner()
         by_path = {f.path: f for f in self._files()}
-        remaining, lost = 0, sum(self.dropped.values()) > mark.dropped
+        done, lost = True, sum(self.dropped.values()) > mark.dropped
         for path, (last, dead_before) in mark.last_ids.items():
             spool_file = by_path.get(path)
             if spool_file is None:
                 continue  # an adopted file that was drained and removed
-            unsettled, dead = spool_file.unsettled_through(last)
-            remaining += unsettled
-            lost = lost or dead > dead_before
-        return remaining, lost
+            first = spool_file.first_unsettled_id()
+            done = done and (first is None or first > last)
+            lost = lost or any(row_id <= last for row_id in spool_file.dead_lettered[dead_before:])
+        return done, lost
+
+    def unsettled_count(self, mark: FlushMark) -> int:
+        """How many events of the mark are still pending or in flight (scans: for progress displays)."""
+        self._ensure_owner()
+        by_path = {f.path: f for f in self._files()}
+        return sum(
+            by_path[path].unsettled_through(last) for path, (last, _) in mark.last_ids.items() if path in by_path
+        )
 
     # -- inspection ------------------------------------------------------------------------------
 

@@ -242,13 +242,13 @@ def test_naive_timestamp_is_taken_as_utc() -> None:
 def test_aware_timestamp_is_converted_to_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
     event = accepted(timestamp=datetime(2026, 11, 27, 5, 21, 29, tzinfo=plus_two))
-    assert parse_wire(event.to_json())["timestamp"] == "2026-11-27T03:21:29.000000Z"
+    assert parse_wire(event.to_json())["timestamp"] == "2026-11-27T03:21:29Z"
     assert event.timestamp.utcoffset() == timedelta(0)
 
 
 def test_timestamp_keeps_four_digit_year() -> None:
     event = accepted(timestamp=datetime(5, 1, 2, tzinfo=UTC))
-    assert parse_wire(event.to_json())["timestamp"] == "0005-01-02T00:00:00.000000Z"
+    assert parse_wire(event.to_json())["timestamp"] == "0005-01-02T00:00:00Z"
 
 
 def test_timestamp_out_of_range_in_utc_is_refused() -> None:
