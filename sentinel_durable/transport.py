@@ -2,7 +2,8 @@
 
 A transport delivers one claimed batch and reports, per record, whether the broker acked
 it, whether it may be retried, or whether it failed for good. The kafka-python transport
-(``kafka_transport.py``) is the default; another (confluent-kafka) can follow the same shape.
+(``kafka_transport.py``) is the default; confluent-kafka (``confluent_transport.py``) is the
+fast one, for high-volume batch jobs.
 """
 
 from __future__ import annotations
@@ -87,8 +88,12 @@ def record_headers(record: ClaimedRecord) -> list[tuple[str, bytes]]:
 
 def check_transport_config(config: Config) -> None:
     """Raise ``ConfigError`` at construction for a transport or codec that cannot work here."""
-    if config.transport != "kafka-python":
-        raise ConfigError("transport", "is not available in this version (use 'kafka-python')", config.transport)
+    if config.transport == "confluent":
+        if importlib.util.find_spec("confluent_kafka") is None:
+            raise ConfigError(
+                "transport", "needs confluent-kafka: pip install 'sentinel-durable[fast]'", config.transport
+            )
+        return  # librdkafka has every codec built in
     needed = _CODECS.get(config.compression)
     if needed is not None and importlib.util.find_spec(needed[0]) is None:
         module, extra = needed
@@ -98,6 +103,10 @@ def check_transport_config(config: Config) -> None:
 def create_transport(config: Config) -> Transport:
     """Build the configured transport (on the flusher thread: this may touch the network)."""
     check_transport_config(config)
+    if config.transport == "confluent":
+        from .confluent_transport import ConfluentTransport
+
+        return ConfluentTransport(config)
     from .kafka_transport import KafkaPythonTransport
 
     return KafkaPythonTransport(config)
