@@ -1,0 +1,164 @@
+"""The baselines, measured in the same run as our figures: what the libraries and the disk do alone."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import persistqueue
+from bench_common import median, percentile, rate, spool_dir
+from kafka import KafkaProducer
+
+from sentinel_durable import Config
+from sentinel_durable.kafka_transport import producer_options
+from sentinel_durable.spool import ClaimedRecord
+from sentinel_durable.transport import record_headers, record_key
+
+
+@dataclass(frozen=True)
+class PersistQueueFigures:
+    puts_per_s: float
+    put_p50_ms: float
+    put_p99_ms: float
+    get_acks_per_s: float
+
+
+def kafka_python_producer(bootstrap: str, topic: str, value: bytes, count: int) -> float:
+    """Plain ``KafkaProducer(acks="all")``: send ``count`` records, then flush; records/s."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        producer.send(topic, value=value).get(timeout=30)  # metadata and topic creation, not timed
+        started = time.perf_counter()
+        for _ in range(count):
+            producer.send(topic, value=value)
+        producer.flush(timeout=600)
+        return rate(count, time.perf_counter() - started)
+    finally:
+        producer.close(timeout=5)
+
+
+def kafka_python_as_our_transport(bootstrap: str, topic: str, record: ClaimedRecord, count: int) -> float:
+    """kafka-python with our transport's producer settings, key and headers, but no spool; records/s.
+
+    Not a baseline the issue names: it separates what the spool costs from what the producer
+    settings (compression, batch size, headers) cost.
+    """
+    config = Config(brokers=[bootstrap], topic=topic)
+    producer = KafkaProducer(**producer_options(config))
+    key, headers = record_key(config, record), record_headers(record)
+    try:
+        producer.send(topic, value=record.data, key=key, headers=headers).get(timeout=30)
+        started = time.perf_counter()
+        for _ in range(count):
+            producer.send(topic, value=record.data, key=key, headers=headers, timestamp_ms=record.event_time_ms)
+        producer.flush(timeout=600)
+        return rate(count, time.perf_counter() - started)
+    finally:
+        producer.close(timeout=5)
+
+
+def persist_queue(value: bytes, count: int) -> PersistQueueFigures:
+    """``persistqueue.SQLiteAckQueue``: ``put`` per call, then ``get`` + ``ack`` per item."""
+    with spool_dir("pq") as directory:
+        queue = persistqueue.SQLiteAckQueue(str(directory))
+        try:
+            latencies: list[float] = []
+            started = time.perf_counter()
+            for _ in range(count):
+                call = time.perf_counter()
+                queue.put(value)
+                latencies.append(time.perf_counter() - call)
+            put_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            for _ in range(count):
+                item = queue.get(block=False)
+                queue.ack(item)
+            get_seconds = time.perf_counter() - started
+        finally:
+            queue.close()
+    latencies.sort()
+    return PersistQueueFigures(
+        puts_per_s=rate(count, put_seconds),
+        put_p50_ms=percentile(latencies, 0.50) * 1000,
+        put_p99_ms=percentile(latencies, 0.99) * 1000,
+        get_acks_per_s=rate(count, get_seconds),
+    )
+
+
+def naive_durable_loop(bootstrap: str, topic: str, value: bytes, count: int) -> float:
+    """The naive durable design: persist-queue get, produce, wait for the ack, ack — per event; events/s."""
+    with spool_dir("naive") as directory:
+        queue = persistqueue.SQLiteAckQueue(str(directory))
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        try:
+            for _ in range(count):
+                queue.put(value)
+            producer.send(topic, value=value).get(timeout=30)  # metadata, not timed
+            started = time.perf_counter()
+            for _ in range(count):
+                item = queue.get(block=False)
+                producer.send(topic, value=item).get(timeout=30)
+                queue.ack(item)
+            return rate(count, time.perf_counter() - started)
+        finally:
+            producer.close(timeout=5)
+            queue.close()
+
+
+def sqlite_batched_insert(value: bytes, count: int) -> float:
+    """``executemany`` of ``count`` rows in one transaction, WAL journal; rows/s."""
+    with spool_dir("sqlite") as directory:
+        connection = sqlite3.connect(directory / "batch.db", isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(
+                "CREATE TABLE queue (_id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, timestamp FLOAT, status INTEGER)"
+            )
+            now = time.time()
+            rows = [(value, now, 1)] * count
+            started = time.perf_counter()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("INSERT INTO queue (data, timestamp, status) VALUES (?, ?, ?)", rows)
+            connection.execute("COMMIT")
+            return rate(count, time.perf_counter() - started)
+        finally:
+            connection.close()
+
+
+def fsync_rate(count: int) -> float:
+    """Write 100 bytes at the start of a small file and fsync it, ``count`` times; fsyncs/s."""
+    with spool_dir("fsync") as directory:
+        descriptor = os.open(directory / "small", os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            payload = b"x" * 100
+            started = time.perf_counter()
+            for _ in range(count):
+                os.pwrite(descriptor, payload, 0)
+                os.fsync(descriptor)
+            return rate(count, time.perf_counter() - started)
+        finally:
+            os.close(descriptor)
+
+
+def persist_queue_open_seconds(repeats: int) -> float:
+    """Median time to create a ``SQLiteAckQueue`` in an empty directory."""
+    timings = []
+    for _ in range(repeats):
+        with spool_dir("pq-open") as directory:
+            started = time.perf_counter()
+            queue = persistqueue.SQLiteAckQueue(str(directory))
+            timings.append(time.perf_counter() - started)
+            queue.close()
+    return median(timings)
+
+
+def persist_queue_open_existing_seconds(db_file: Path) -> float:
+    """Time to open a ``SQLiteAckQueue`` on an existing spool file (persist-queue's layout)."""
+    started = time.perf_counter()
+    queue = persistqueue.SQLiteAckQueue(str(db_file.parent), db_file_name=db_file.name)
+    seconds = time.perf_counter() - started
+    queue.close()
+    return seconds

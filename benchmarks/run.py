@@ -1,0 +1,342 @@
+"""Benchmarks of sentinel-durable beside their baselines, measured in one run (issue 6).
+
+    .venv/bin/python benchmarks/run.py           # full counts: several minutes
+    .venv/bin/python benchmarks/run.py --quick   # counts / 10: about a minute
+
+Starts the embedded broker (Tansu, memory storage), measures the baselines (plain
+kafka-python, persist-queue, a naive persist-queue -> Kafka loop, a batched SQLite insert,
+fsync) and our figures, and prints one Markdown table: each figure of ours beside its ratio
+to the matching baseline and the issue's target. Progress goes to stderr, the table to
+stdout. Benchmarks are not tests: nothing here asserts on timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import bench_baselines as baselines
+import bench_ours as ours
+import kafka
+import persistqueue
+from bench_common import (
+    EVENT_BYTES,
+    Scale,
+    make_event,
+    make_events,
+    new_topic,
+    progress,
+    spool_dir,
+    track_fields,
+    unreachable_broker,
+    write_backlog,
+)
+from bench_report import Check, Row, Section, Target, Unit, Value, render
+
+import sentinel_durable as sentinel
+from sentinel_durable.errors import ConfigError
+from sentinel_durable.spool import ClaimedRecord, SpoolRecord, spool_files
+from sentinel_durable.testing import EmbeddedBroker
+from sentinel_durable.transport import check_transport_config
+
+T = TypeVar("T")
+
+NOT_IMPLEMENTED = "n/a (transport not implemented)"
+BIG_DRAIN = "drain the big backlog (child process)"
+
+
+class Run:
+    """Runs measurements one by one; a failing one becomes an ``error: ...`` cell, not a crash."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def measure(self, label: str, measurement: Callable[[], T]) -> T | None:
+        progress(f"{label} ...")
+        started = time.perf_counter()
+        try:
+            result = measurement()
+        except Exception as exc:
+            progress(f"  {label} failed: {exc!r}")
+            self.errors[label] = f"error: {type(exc).__name__}: {exc}"[:80]
+            return None
+        progress(f"  {label}: {time.perf_counter() - started:.1f}s")
+        return result
+
+    def missing(self, label: str) -> str:
+        return self.errors.get(label, "not measured")
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    return "\n".join(
+        [
+            f"machine: {os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}",
+            f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, kafka-python {kafka.__version__}, "
+            f"persist-queue {persistqueue.__version__}, sentinel-durable {sentinel.__version__}",
+            f"broker: Tansu (embedded, memory storage) on loopback; event: {EVENT_BYTES}-byte JSON",
+            f"code: {source_tree()}",
+        ]
+    )
+
+
+def source_tree() -> str:
+    """The commit measured, and whether the working tree had changes beside it (read-only git calls)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "sentinel_durable"],
+                                 cwd=root, capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"{commit}" + (f" + uncommitted changes in {len(changed)} file(s) of sentinel_durable/" if changed else "")
+
+
+def transport_unavailable(name: str) -> str | None:
+    """Why the transport cannot be used here, or None when it can."""
+    try:
+        check_transport_config(sentinel.Config(transport=name))  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return NOT_IMPLEMENTED if "not available in this version" in exc.message else f"n/a ({exc.message})"
+    return None
+
+
+def rate_value(amount: float | None, what: str) -> Value | None:
+    return None if amount is None else Value(amount, Unit.PER_SECOND, what)
+
+
+def ms_value(seconds: float | None) -> Value | None:
+    return None if seconds is None else Value(seconds * 1000, Unit.MILLISECONDS)
+
+
+def mb_value(megabytes: float | None) -> Value | None:
+    return None if megabytes is None else Value(megabytes, Unit.MEGABYTES)
+
+
+def early_note(early_flushes: int) -> str:
+    return f"flush() returned True {early_flushes}x before the backlog was delivered" if early_flushes else ""
+
+
+def drain_note(drain: ours.DrainFigures | None) -> str:
+    if drain is None:
+        return ""
+    notes = [f"{drain.in_topic:,} records read back"] if drain.in_topic is not None else []
+    notes += [early_note(drain.early_flushes)] if drain.early_flushes else []
+    return "; ".join(notes)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="sentinel-durable benchmarks beside their baselines (issue 6)")
+    parser.add_argument("--quick", action="store_true", help="counts divided by 10: about a minute in all")
+    args = parser.parse_args()
+    scale = Scale().quick() if args.quick else Scale()
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # "Metadata refresh failed: Cancelled" on close
+    begun = time.perf_counter()
+    header = machine()
+    progress(header.replace("\n", "; "))
+
+    fields = track_fields()
+    event = make_event(fields)
+    value = event.to_json()
+    record = SpoolRecord.from_event(event)
+    claimed = ClaimedRecord(0, record.data, record.event_id, record.service_name, record.model,
+                            record.event_time_ms, 0, time.time())
+    run = Run()
+
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        progress(f"broker on {bootstrap}")
+
+        # -- baselines --------------------------------------------------------------------------
+        kafka_rate = run.measure(
+            "kafka-python",
+            lambda: baselines.kafka_python_producer(bootstrap, new_topic("kafka"), value, scale.kafka_records),
+        )
+        kafka_ours_rate = run.measure(
+            "kafka-python, our settings",
+            lambda: baselines.kafka_python_as_our_transport(bootstrap, new_topic("kafka-ours"), claimed,
+                                                            scale.kafka_records),
+        )
+        pq = run.measure("persist-queue", lambda: baselines.persist_queue(value, scale.pq_items))
+        naive_rate = run.measure(
+            "naive loop", lambda: baselines.naive_durable_loop(bootstrap, new_topic("naive"), value, scale.naive_events)
+        )
+        sqlite_rate = run.measure("sqlite batch", lambda: baselines.sqlite_batched_insert(value, scale.sqlite_rows))
+        fsync_rate = run.measure("fsync", lambda: baselines.fsync_rate(scale.fsyncs))
+        pq_open = run.measure("persist-queue open", lambda: baselines.persist_queue_open_seconds(scale.constructions))
+
+        # -- ours ---------------------------------------------------------------------------------
+        track: dict[str, float | None] = {}
+        for mode in ("process", "power", "async"):
+            track[mode] = run.measure(
+                f"track {mode}",
+                partial(ours.track_rate, bootstrap, new_topic(f"track-{mode}"), fields, mode, scale.track_calls),
+            )
+        # Diagnostics: the same calls with no broker listening (the flusher stays in backoff),
+        # so the caller's path and the spool are measured without the drain competing.
+        nowhere = unreachable_broker()
+        track_alone = run.measure(
+            "track process, no broker",
+            partial(ours.track_rate, nowhere, "bench.alone", fields, "process", scale.track_calls, warm_up=False),
+        )
+        power_threads = run.measure(
+            "track power threads",
+            lambda: ours.threaded_track_rate(bootstrap, new_topic("track-power-threads"), fields, "power",
+                                             scale.power_threads, scale.power_calls_per_thread),
+        )
+        batch_events = make_events(fields, scale.batch_events)
+        batch_rate = run.measure(
+            "send_batch",
+            lambda: ours.send_batch_rate(bootstrap, new_topic("batch"), batch_events, scale.batch_size),
+        )
+        batch_alone = run.measure(
+            "send_batch, no broker",
+            lambda: ours.send_batch_rate(nowhere, "bench.alone", batch_events, scale.batch_size, warm_up=False),
+        )
+        drain = run.measure(
+            "drain kafka-python",
+            lambda: ours.drain_rate(broker, new_topic("drain"), event, scale.drain_backlog),
+        )
+        confluent_unavailable = transport_unavailable("confluent")
+        confluent = None
+        if confluent_unavailable is None:
+            confluent = run.measure(
+                "drain confluent",
+                lambda: ours.drain_rate(broker, new_topic("drain-confluent"), event, scale.drain_backlog, "confluent"),
+            )
+        latency = run.measure(
+            "send latency while draining",
+            lambda: ours.send_latency_while_draining(bootstrap, new_topic("latency"), fields, event,
+                                                     scale.latency_backlog, scale.latency_sends),
+        )
+        construct = run.measure("construction, no broker", lambda: ours.construction_seconds(scale.constructions))
+
+        with spool_dir("big") as big_dir:
+            run.measure(f"write a {scale.big_backlog:,}-event backlog",
+                        lambda: write_backlog(big_dir, event, scale.big_backlog))
+            files = spool_files(big_dir)
+            pq_open_big = (
+                run.measure("persist-queue open on the backlog",
+                            lambda: baselines.persist_queue_open_existing_seconds(files[0]))
+                if files
+                else None
+            )
+            big = run.measure(
+                BIG_DRAIN,
+                lambda: ours.big_drain(bootstrap, new_topic("big"), big_dir, scale.big_backlog, EVENT_BYTES),
+            )
+
+    big_missing = run.missing(BIG_DRAIN)
+    big_n = f"{scale.big_backlog // 1000:,}k" if scale.big_backlog < 1_000_000 else f"{scale.big_backlog // 1_000_000}M"
+    kafka_value = rate_value(kafka_rate, "records")
+    pq_put = rate_value(pq.puts_per_s if pq else None, "puts")
+    fsync_value = rate_value(fsync_rate, "fsyncs")
+    sections = [
+        Section(
+            "Baselines",
+            [
+                Row("kafka-python KafkaProducer, acks=all, send N then flush", kafka_value,
+                    missing=run.missing("kafka-python"), note=f"N={scale.kafka_records:,}"),
+                Row("kafka-python with our transport's settings (no spool)", rate_value(kafka_ours_rate, "records"),
+                    "kafka-python", kafka_value, missing=run.missing("kafka-python, our settings"),
+                    note="snappy, 1 MiB batches, key + 6 headers; diagnostic"),
+                Row("persist-queue SQLiteAckQueue.put, per call", pq_put, missing=run.missing("persist-queue"),
+                    note=f"p50 {pq.put_p50_ms:.3f} ms, p99 {pq.put_p99_ms:.3f} ms" if pq else ""),
+                Row("persist-queue get + ack, per item", rate_value(pq.get_acks_per_s if pq else None, "items"),
+                    missing=run.missing("persist-queue")),
+                Row("naive loop: pq get, produce, wait, ack", rate_value(naive_rate, "events"),
+                    missing=run.missing("naive loop"), note=f"N={scale.naive_events:,}"),
+                Row("SQLite executemany, one transaction, WAL", rate_value(sqlite_rate, "rows"),
+                    missing=run.missing("sqlite batch")),
+                Row("fsync: 100-byte write + fsync, small file", fsync_value, missing=run.missing("fsync")),
+                Row("SQLiteAckQueue() in an empty directory", ms_value(pq_open),
+                    missing=run.missing("persist-queue open"), note="median"),
+                Row(f"SQLiteAckQueue() on the {big_n} backlog file", ms_value(pq_open_big),
+                    missing=run.missing("persist-queue open on the backlog")),
+            ],
+        ),
+        Section(
+            "Ours",
+            [
+                Row("track, process mode, 1 thread", rate_value(track["process"], "calls"), "pq put", pq_put,
+                    Target(Check.RATIO_AT_LEAST, 5), run.missing("track process"),
+                    note="broker up: the flusher drains meanwhile"),
+                Row("track, power mode, 1 thread", rate_value(track["power"], "calls"), "pq put", pq_put,
+                    missing=run.missing("track power")),
+                Row("track, async mode, 1 thread", rate_value(track["async"], "calls"), "pq put", pq_put,
+                    missing=run.missing("track async")),
+                Row("track, process mode, 1 thread, no broker", rate_value(track_alone, "calls"), "pq put", pq_put,
+                    missing=run.missing("track process, no broker"), note="diagnostic: flusher idle, spool alone"),
+                Row(f"track, power mode, {scale.power_threads} threads (total)", rate_value(power_threads, "calls"),
+                    "fsync", fsync_value, Target(Check.RATIO_AT_LEAST, 3), run.missing("track power threads")),
+                Row(f"send_batch of {scale.batch_size:,} events", rate_value(batch_rate, "events"), "pq put", pq_put,
+                    Target(Check.RATIO_AT_LEAST, 30), run.missing("send_batch")),
+                Row(f"send_batch of {scale.batch_size:,} events, no broker", rate_value(batch_alone, "events"),
+                    "pq put", pq_put, missing=run.missing("send_batch, no broker"),
+                    note="diagnostic: flusher idle, spool alone"),
+                Row(f"drain {scale.drain_backlog:,} backlog, kafka-python", rate_value(drain.events_per_s if drain
+                    else None, "events"), "kafka-python", kafka_value, Target(Check.RATIO_AT_LEAST, 0.95),
+                    run.missing("drain kafka-python"),
+                    note=drain_note(drain)),
+                Row(f"drain {scale.drain_backlog:,} backlog, confluent-kafka", rate_value(confluent.events_per_s
+                    if confluent else None, "events"), "kafka-python", kafka_value, Target(Check.RATIO_AT_LEAST, 10),
+                    confluent_unavailable or run.missing("drain confluent")),
+                Row("send latency p50 while draining", ms_value(latency.p50_ms / 1000 if latency else None),
+                    "pq put p50", ms_value(pq.put_p50_ms / 1000 if pq else None),
+                    missing=run.missing("send latency while draining"),
+                    note=f"{scale.latency_sends:,} sends during a {scale.latency_backlog:,} drain"),
+                Row("send latency p99 while draining", ms_value(latency.p99_ms / 1000 if latency else None),
+                    "pq put p99", ms_value(pq.put_p99_ms / 1000 if pq else None),
+                    missing=run.missing("send latency while draining"),
+                    note=(f"max {latency.max_ms:.1f} ms; {latency.backlog_left:,} still pending after the last send"
+                          if latency else "")),
+                Row("Client() with no broker", ms_value(construct), "pq open", ms_value(pq_open),
+                    Target(Check.VALUE_AT_MOST, 50), run.missing("construction, no broker"), note="median, ms"),
+                Row(f"Client() with a {big_n} backlog on disk", ms_value(big.construct_s if big else None),
+                    "pq open on it", ms_value(pq_open_big), Target(Check.VALUE_AT_MOST, 50),
+                    big_missing, note="fresh process, ms"),
+                Row(f"drain {big_n} backlog, kafka-python", rate_value(big.drain_events_per_s if big else None,
+                    "events"), "kafka-python", kafka_value, missing=big_missing,
+                    note=early_note(big.early_flushes) if big else ""),
+                Row(f"peak RSS draining {big_n}", mb_value(big.peak_rss_mb if big else None), "RSS after Client()",
+                    mb_value(big.rss_after_construct_mb if big else None), Target(Check.VALUE_BELOW, 150),
+                    big_missing, note="VmHWM of the child, MB"),
+                Row("RSS growth over the drain", Value(big.rss_growth, Unit.FACTOR) if big else None,
+                    target=Target(Check.VALUE_AT_MOST, 1.10), missing=big_missing,
+                    note="max RSS last quarter / first quarter (flat: <= 1.10)"),
+                Row("spool files, peak while draining", mb_value(big.spool_peak_mb if big else None),
+                    "raw event bytes", mb_value(big.raw_event_mb if big else None),
+                    missing=big_missing,
+                    note=f"{big.spool_before_mb:,.0f} MB before the drain" if big else ""),
+                Row("spool files after the drain", mb_value(big.spool_after_mb if big else None), "peak",
+                    mb_value(big.spool_peak_mb if big else None), Target(Check.RATIO_BELOW, 0.05),
+                    big_missing, note="client still open"),
+            ],
+        ),
+    ]
+    elapsed = time.perf_counter() - begun
+    print(header)
+    print(f"mode: {'quick (counts / 10)' if args.quick else 'full'}; took {elapsed:.0f}s\n")
+    print(render(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
