@@ -9,6 +9,7 @@ from typing import Any
 from .config import Config
 from .errors import ValidationError
 from .event import EventRules, TelemetryEvent, validate_event
+from .otel import resolve_span_ids
 
 __all__ = ["EventBuilder"]
 
@@ -116,6 +117,8 @@ class EventBuilder:
         fields = dict(self._fields)
         fields["metadata"] = self._merged_metadata()
         fields["errors"] = self._errors if not isinstance(self._errors, list) else list(self._errors)
+        if self._rules.otel_trace_ids:
+            fields["trace_id"], fields["span_id"] = resolve_span_ids(fields.get("trace_id"), fields.get("span_id"))
         return validate_event(fields, self._rules)
 
     def _merged_metadata(self) -> Any:

@@ -28,6 +28,7 @@ from .errors import (
 )
 from .event import TelemetryEvent, validate_event
 from .flusher import Flusher
+from .otel import resolve_span_ids
 from .spool import Spool, SpoolClosed, SpoolRecord
 from .stats import Stats
 from .transport import check_transport_config
@@ -126,6 +127,8 @@ class Client:
     ) -> str:
         """Record one LLM call (the Go SDK's ``Track``); returns the event id once spooled."""
         self._check_usable()
+        if self._config.otel_trace_ids:
+            trace_id, span_id = resolve_span_ids(trace_id, span_id)
         fields: dict[str, Any] = {
             "service_name": service,
             "model": model,

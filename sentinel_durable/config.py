@@ -116,6 +116,8 @@ class Config(BaseModel):
     enable_validation: bool = True
     truncate_text: bool = True
     max_text_length: Annotated[int, Field(gt=0)] = DEFAULT_MAX_TEXT_LENGTH
+    otel_trace_ids: bool = True
+    """Fill ``trace_id``/``span_id`` from the current OpenTelemetry span when the caller set neither."""
 
     # --- durability ---------------------------------------------------------------
     spool_dir: Directory | None = None
@@ -196,6 +198,7 @@ class Config(BaseModel):
             max_text_length=self.max_text_length,
             truncate_text=self.truncate_text,
             enable_validation=self.enable_validation,
+            otel_trace_ids=self.otel_trace_ids,
         )
 
     def spool_directory(self) -> Path:
@@ -314,6 +317,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENTINEL_ENABLE_VALIDATION": ("enable_validation", _parse_bool),
     "SENTINEL_TRUNCATE_TEXT": ("truncate_text", _parse_bool),
     "SENTINEL_MAX_TEXT_LENGTH": ("max_text_length", _parse_int),
+    "SENTINEL_OTEL_TRACE_IDS": ("otel_trace_ids", _parse_bool),
     "SENTINEL_SPOOL_DIR": ("spool_dir", Path),
     "SENTINEL_DURABILITY": ("durability", str.lower),
     "SENTINEL_MAX_SPOOL_BYTES": ("max_spool_bytes", _parse_size),

@@ -66,6 +66,7 @@ class EventRules:
     max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
     truncate_text: bool = True
     enable_validation: bool = True
+    otel_trace_ids: bool = True
 
 
 _DEFAULT_RULES = EventRules()

@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka import errors as kafka_errors
+with warnings.catch_warnings():
+    # kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources API;
+    # under -W error (or a test suite's filterwarnings=error) that would stop every delivery.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaProducer
+    from kafka import errors as kafka_errors
 
 from .config import Config
 from .spool import ClaimedRecord

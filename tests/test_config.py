@@ -46,6 +46,7 @@ CASES: dict[str, tuple[str, str, Any, str]] = {
     "ENABLE_VALIDATION": ("0", "enable_validation", False, "nope"),
     "TRUNCATE_TEXT": ("false", "truncate_text", False, "2"),
     "MAX_TEXT_LENGTH": ("5000", "max_text_length", 5000, "0"),
+    "OTEL_TRACE_IDS": ("no", "otel_trace_ids", False, "sometimes"),
     "SPOOL_DIR": ("/tmp/sentinel-spool", "spool_dir", Path("/tmp/sentinel-spool"), str(A_FILE)),
     "DURABILITY": ("power", "durability", "power", "paranoid"),
     "MAX_SPOOL_BYTES": ("512MiB", "max_spool_bytes", 512 * 2**20, "lots"),

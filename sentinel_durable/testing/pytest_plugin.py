@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -58,7 +59,14 @@ class ReadEvents(Protocol):
 @pytest.fixture(scope="session")
 def sentinel_broker() -> Iterator[EmbeddedBroker]:
     """A real Kafka-compatible broker (Tansu, in memory) for the whole test session."""
-    from sentinel_durable.testing import EmbeddedBroker
+    with warnings.catch_warnings():
+        # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API, which
+        # warns at import time: a user's ``filterwarnings = error`` must not fail this fixture, nor
+        # the client's flusher thread when it imports the producer. Imported here, it is imported once.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import kafka  # noqa: F401  # type: ignore[import-untyped, unused-ignore]
+
+        from sentinel_durable.testing import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker
