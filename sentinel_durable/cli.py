@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .client import cipher_for
 from .config import Config
+from .crypto import CannotDecrypt
 from .errors import SentinelError
 from .progress import Progress
 from .spool import (
@@ -224,16 +226,20 @@ def _drain(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    directory = _existing_spool_dir(_config(args))
+    config = _config(args)
+    directory = _existing_spool_dir(config)
+    cipher = cipher_for(config)
     output = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below
     count = 0
     try:
         for path in spool_files(directory):
-            for data in read_events(path, include_dead_letters=args.include_dead_letters):
+            for data in read_events(path, include_dead_letters=args.include_dead_letters, cipher=cipher):
                 output.write(data + b"\n")
                 count += 1
     except SpoolFileCorrupt as exc:
         raise CommandError(f"cannot read {exc}") from exc
+    except CannotDecrypt as exc:
+        raise CommandError(str(exc)) from exc
     finally:
         if args.output:
             output.close()

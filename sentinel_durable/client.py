@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .config import Config
+from .crypto import SpoolCipher, parse_key
 from .errors import (
     BrokerConnectionError,
     ClientClosedError,
@@ -86,6 +87,7 @@ class Client:
             max_event_age=self._config.max_event_age,
             write_timeout=self._config.write_timeout,
             batch_timeout=self._config.batch_timeout,
+            cipher=cipher_for(self._config),
         )
         self._start_flusher()
         _LIVE_CLIENTS.add(self)
@@ -365,6 +367,13 @@ def _reset_fork_lock() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_fork_lock)
+
+
+def cipher_for(config: Config) -> SpoolCipher | None:
+    """The cipher for spooled bodies, when the configuration has an ``encryption_key``."""
+    if config.encryption_key is None:
+        return None
+    return SpoolCipher(parse_key(config.encryption_key.get_secret_value()))
 
 
 def _close_all_at_exit() -> None:

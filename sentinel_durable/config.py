@@ -9,6 +9,7 @@ in Python and ``100ms`` / ``5s`` / ``2m`` / ``1h`` in the environment. Any bad v
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ import platformdirs
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .crypto import parse_key
 from .errors import ConfigError
 from .event import DEFAULT_MAX_TEXT_LENGTH, EventRules
 
@@ -36,7 +38,7 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 #: Options whose values are never shown.
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_password"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "encryption_key"})
 
 _TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _BROKER = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+)(?::(?P<port>\d{1,5}))?")
@@ -143,6 +145,10 @@ class Config(BaseModel):
     ssl_password: Secret | None = None
     """Password of ``ssl_keyfile``, when the key is encrypted."""
 
+    # --- data at rest ---------------------------------------------------------------
+    encryption_key: Secret | None = None
+    """AES key (16/24/32 bytes as hex or base64) to encrypt spooled event bodies; needs ``[encryption]``."""
+
     def __init__(self, **options: Any) -> None:
         try:
             super().__init__(**options)
@@ -190,6 +196,13 @@ class Config(BaseModel):
             path = getattr(self, option)
             if path is not None and not path.is_file():
                 raise ConfigError(option, "no such file", str(path))
+        if self.encryption_key is not None:
+            try:
+                parse_key(self.encryption_key.get_secret_value())
+            except ValueError as exc:
+                raise ConfigError("encryption_key", str(exc), secret=True) from None
+            if importlib.util.find_spec("cryptography") is None:
+                raise ConfigError("encryption_key", "needs: pip install 'sentinel-durable[encryption]'", secret=True)
 
     @property
     def event_rules(self) -> EventRules:
@@ -334,4 +347,5 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENTINEL_SSL_CERTFILE": ("ssl_certfile", Path),
     "SENTINEL_SSL_KEYFILE": ("ssl_keyfile", Path),
     "SENTINEL_SSL_PASSWORD": ("ssl_password", _parse_optional_str),
+    "SENTINEL_ENCRYPTION_KEY": ("encryption_key", _parse_optional_str),
 }

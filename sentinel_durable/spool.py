@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from .crypto import CannotDecrypt, SpoolCipher, is_sealed
 from .errors import ConfigError, SentinelError, SpoolFullError
 from .event import TelemetryEvent
 
@@ -211,7 +212,7 @@ class _SpoolFile:
     )
     SQL_PURGE_DEAD = f"DELETE FROM {TABLE} WHERE status = {AckStatus.ACK_FAILED}"
     SQL_MAX_ID = f"SELECT MAX(_id) FROM {TABLE}"
-    SQL_EVENTS_IN_ORDER = f"SELECT data FROM {TABLE} WHERE status IN"
+    SQL_EVENTS_IN_ORDER = f"SELECT data, event_id FROM {TABLE} WHERE status IN"
     SQL_UNSETTLED_THROUGH = (
         f"SELECT COUNT(*) FROM {TABLE} WHERE status IN ({AckStatus.READY}, {AckStatus.UNACK}) AND _id <= ?"
     )
@@ -219,8 +220,17 @@ class _SpoolFile:
     SQL_ANY_ROW = f"SELECT EXISTS (SELECT 1 FROM {TABLE})"
     SQL_DELETE_PENDING = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.READY}"
 
-    def __init__(self, path: Path, lock_fd: int, *, durability: Durability, busy_timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        lock_fd: int,
+        *,
+        durability: Durability,
+        busy_timeout: float,
+        cipher: SpoolCipher | None = None,
+    ) -> None:
         self.path = path
+        self._cipher = cipher
         self.lock_fd = lock_fd
         self.lock = threading.Lock()
         self.closed = False  # set under the lock; every method checks it there
@@ -309,7 +319,11 @@ class _SpoolFile:
 
     def insert(self, records: Sequence[SpoolRecord]) -> None:
         now = time.time()
-        rows = [(r.data, now, r.event_id, r.service_name, r.model, r.event_time_ms) for r in records]
+        seal = self._cipher.seal if self._cipher is not None else None
+        rows = [
+            (seal(r.data, r.event_id) if seal else r.data, now, r.event_id, r.service_name, r.model, r.event_time_ms)
+            for r in records
+        ]
         with self.lock:
             if self.closed:
                 raise SpoolClosed(f"{self.path.name} is closed")
@@ -344,9 +358,33 @@ class _SpoolFile:
             self.in_flight += len(rows)
             if rows:
                 self.cursor = max(row[0] for row in rows) + 1
-        records = [ClaimedRecord(*row) for row in rows]
+            records = [ClaimedRecord(*row) for row in rows]
+            if any(is_sealed(record.data) for record in records) or self._cipher is not None:
+                records = self._open_sealed(records)
         records.sort(key=lambda record: record.row_id)  # RETURNING gives no order
         return records
+
+    def _open_sealed(self, records: list[ClaimedRecord]) -> list[ClaimedRecord]:
+        """Decrypt sealed bodies (lock held); those that cannot be opened are dead-lettered at once."""
+        opened, unreadable = [], []
+        for record in records:
+            if not is_sealed(record.data):
+                opened.append(record)
+                continue
+            try:
+                if self._cipher is None:
+                    raise CannotDecrypt("the event is encrypted and no encryption_key is set")
+                opened.append(record._replace(data=self._cipher.open(record.data, record.event_id)))
+            except CannotDecrypt as exc:
+                unreadable.append((str(exc), record.row_id))
+        if unreadable:
+            with self._transaction() as cursor:
+                cursor.executemany(self.SQL_DEAD_LETTER, unreadable)
+            self.in_flight -= len(unreadable)
+            self.dead_letters += len(unreadable)
+            self.dead_lettered.extend(row_id for _, row_id in unreadable)
+            logger.error("dead-lettered %d events of %s: %s", len(unreadable), self.path.name, unreadable[0][0])
+        return opened
 
     def _settle(self, sql: str, params: list[tuple[object, ...]]) -> int:
         """Run ``sql`` once per row in one transaction; rows that changed (0 once closed)."""
@@ -689,15 +727,25 @@ def inspect_file(path: Path) -> FileReport:
     )
 
 
-def read_events(path: Path, *, include_dead_letters: bool = False) -> Iterator[bytes]:
-    """The wire JSON of every event in the file (pending and in flight; dead letters if asked), in spool order."""
+def read_events(
+    path: Path, *, include_dead_letters: bool = False, cipher: SpoolCipher | None = None
+) -> Iterator[bytes]:
+    """The wire JSON of every event in the file (pending and in flight; dead letters if asked), in spool order.
+
+    Encrypted bodies are opened with ``cipher``; without it they raise ``CannotDecrypt``.
+    """
     statuses = [AckStatus.INITED, AckStatus.READY, AckStatus.UNACK]
     if include_dead_letters:
         statuses.append(AckStatus.ACK_FAILED)
     query = f"{_SpoolFile.SQL_EVENTS_IN_ORDER} ({', '.join('?' * len(statuses))}) ORDER BY _id"
     with _reader(path) as connection:
-        for (data,) in connection.execute(query, statuses):
-            yield bytes(data)
+        for data, event_id in connection.execute(query, statuses):
+            body = bytes(data)
+            if is_sealed(body):
+                if cipher is None:
+                    raise CannotDecrypt(f"{path.name} holds encrypted events: set SENTINEL_ENCRYPTION_KEY")
+                body = cipher.open(body, event_id)
+            yield body
 
 
 def read_dead_letters(path: Path) -> list[DeadLetter]:
@@ -770,8 +818,10 @@ class Spool:
         max_event_age: float | None = None,
         write_timeout: float = 10.0,
         batch_timeout: float = 0.0,
+        cipher: SpoolCipher | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self.cipher = cipher
         self.durability = durability
         self.max_spool_bytes = max_spool_bytes
         self.overflow = overflow
@@ -835,7 +885,9 @@ class Spool:
             if lock_fd is None:
                 continue
             try:
-                return _SpoolFile(path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout)
+                return _SpoolFile(
+                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher
+                )
             except SpoolFileCorrupt as exc:
                 _unlock(lock_fd)
                 raise ConfigError("spool_dir", f"cannot create a spool file: {exc}", str(path)) from exc
@@ -866,7 +918,9 @@ class Spool:
                 _unlock(lock_fd)
                 continue
             try:
-                spool_file = _SpoolFile(path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout)
+                spool_file = _SpoolFile(
+                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher
+                )
                 spool_file.adopt()
             except SpoolFileTooNew as exc:
                 if path not in self._warned_too_new:

@@ -63,6 +63,7 @@ CASES: dict[str, tuple[str, str, Any, str]] = {
     "SSL_CERTFILE": (str(A_FILE), "ssl_certfile", A_FILE, "/does/not/exist.pem"),
     "SSL_KEYFILE": (str(A_FILE), "ssl_keyfile", A_FILE, "/does/not/exist.pem"),
     "SSL_PASSWORD": ("keypass", "ssl_password", "keypass", "key\npass"),
+    "ENCRYPTION_KEY": ("00" * 32, "encryption_key", "00" * 32, "too-short"),
 }
 
 
@@ -122,7 +123,7 @@ def test_bad_value_of_each_variable_is_refused_by_name(suffix: str) -> None:
     error = caught.value
     assert error.name == f"SENTINEL_{suffix}", str(error)
     assert f"SENTINEL_{suffix}" in str(error)
-    if option in {"sasl_password", "ssl_password"}:
+    if option in {"sasl_password", "ssl_password", "encryption_key"}:
         assert bad not in str(error)
         assert error.value is None
     else:
