@@ -1,0 +1,109 @@
+"""Bad input through the client's front door: every input is spooled exactly as validated, or
+refused with ValidationError naming the field; never another exception, never half a batch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_client import free_port
+from wire_schema import parse_wire
+
+import sentinel_durable as sentinel
+from sentinel_durable.spool import read_events, spool_files
+
+SURROGATE = st.builds(lambda a, b: a + "\ud800" + b, st.text(max_size=5), st.text(max_size=5))
+JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | SURROGATE
+    | st.binary(max_size=5) | st.sampled_from([math.nan, math.inf, -1, 2**32, 2**64, "x" * 5000]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+TRACK_ARGS = st.fixed_dictionaries(
+    {
+        "service": st.text(min_size=1, max_size=10) | JUNK,
+        "model": st.text(min_size=1, max_size=10) | JUNK,
+        "prompt": st.text(max_size=50) | JUNK,
+        "response": st.text(max_size=50) | JUNK,
+        "latency_ms": st.floats(min_value=0, max_value=1e6) | JUNK,
+    },
+    optional={
+        "prompt_tokens": st.integers(0, 2**32 - 1) | JUNK,
+        "completion_tokens": st.integers(0, 2**32 - 1) | JUNK,
+        "cost_usd": st.floats(min_value=0, max_value=10) | JUNK,
+        "finish_reason": st.text(max_size=10) | JUNK,
+        "metadata": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3) | JUNK,
+        "errors": st.lists(st.text(max_size=5), max_size=3) | JUNK,
+        "trace_id": st.text(min_size=1, max_size=10) | JUNK,
+        "prompt_embedding": st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=3) | JUNK,
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sentinel.Client, Path]]:
+    spool_dir = tmp_path_factory.mktemp("fuzz")
+    client = sentinel.Client(
+        brokers=[f"127.0.0.1:{free_port()}"], topic="fuzz", spool_dir=spool_dir, max_text_length=2000
+    )
+    yield client, spool_dir
+    client.close(timeout=0)
+
+
+def spooled(spool_dir: Path) -> list[bytes]:
+    return [body for path in spool_files(spool_dir) for body in read_events(path)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(TRACK_ARGS)
+def test_track_spools_what_it_validated_or_names_the_field(
+    offline: tuple[sentinel.Client, Path], arguments: dict[str, Any]
+) -> None:
+    client, spool_dir = offline
+    before = spooled(spool_dir)
+    try:
+        event_id = client.track(**arguments)
+    except sentinel.ValidationError as exc:
+        assert exc.field
+        assert spooled(spool_dir) == before  # nothing of it was spooled
+        return
+    after = spooled(spool_dir)
+    assert after[: len(before)] == before
+    (new,) = after[len(before) :]
+    document = parse_wire(new)
+    assert document["event_id"] == event_id
+    assert sentinel.TelemetryEvent.from_json(new).to_json() == new  # byte for byte as validated
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["latency_ms", "prompt.tokens", "model"]), JUNK), max_size=8))
+def test_send_batch_is_all_or_nothing(
+    offline: tuple[sentinel.Client, Path], changes: list[tuple[bool, str, Any]]
+) -> None:
+    client, spool_dir = offline
+    events = []
+    for n, (change, field, value) in enumerate(changes):
+        event = (
+            sentinel.EventBuilder().service("svc").model("m").prompt(f"p{n}", 1).response("r", 1, "stop")
+            .latency(1).cost(0).build()
+        )  # fmt: skip
+        if change:  # changed after build(): send_batch checks again
+            if field == "prompt.tokens":
+                event.prompt.tokens = value
+            else:
+                setattr(event, field, value)
+        events.append(event)
+    before = spooled(spool_dir)
+    try:
+        ids = client.send_batch(events)
+    except sentinel.ValidationError as exc:
+        assert exc.field.startswith("events[")
+        assert spooled(spool_dir) == before
+        return
+    after = spooled(spool_dir)
+    assert [parse_wire(body)["event_id"] for body in after[len(before) :]] == ids == [e.event_id for e in events]
