@@ -6,6 +6,7 @@ exports are the public API; everything else is private.
 """
 
 from ._version import __version__
+from .aio import AsyncClient
 from .builder import EventBuilder
 from .client import Client
 from .config import Config
@@ -20,9 +21,11 @@ from .errors import (
     ValidationError,
 )
 from .event import PromptInfo, ResponseInfo, TelemetryEvent
+from .observe import Observation, Usage, current_observation, usage_from_anthropic, usage_from_openai
 from .stats import Stats
 
 __all__ = [
+    "AsyncClient",
     "BrokerConnectionError",
     "Client",
     "ClientClosedError",
@@ -30,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DeliveryTimeoutError",
     "EventBuilder",
+    "Observation",
     "PromptInfo",
     "ResponseInfo",
     "SendError",
@@ -37,6 +41,10 @@ __all__ = [
     "SpoolFullError",
     "Stats",
     "TelemetryEvent",
+    "Usage",
     "ValidationError",
     "__version__",
+    "current_observation",
+    "usage_from_anthropic",
+    "usage_from_openai",
 ]

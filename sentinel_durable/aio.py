@@ -4,9 +4,10 @@ Nothing here blocks the event loop. The loop only packs a call into a request an
 its future; the work runs on threads of the client's own:
 
 * one **writer** thread takes every ``track``, ``send`` and ``send_batch`` request in call
-  order. It validates each ``track`` / ``send`` on its own (a bad event fails only its own
-  await) and spools the valid ones of everything queued in one transaction, so 10,000
-  concurrent awaits cost a handful of commits, not 10,000 threads or 10,000 fsyncs;
+  order. It checks each ``track`` / ``send`` event and runs ``before_send`` on it on its own
+  (a bad event fails only its own await), then spools the events of everything queued in
+  one transaction, so 10,000 concurrent awaits cost a handful of commits, not 10,000
+  threads or 10,000 fsyncs;
 * a small **wait pool** runs what blocks for delivery (``send(wait=True)``, ``flush``) and
   ``stats``, so a long wait never holds up the writer;
 * the underlying :class:`~sentinel_durable.Client` (which makes the spool directory and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import copy
 import logging
 import os
 import queue
@@ -32,10 +34,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .client import Client
+from .client import Client, track_fields
 from .config import Config
-from .errors import ClientClosedError, ConfigError
+from .errors import ClientClosedError, ConfigError, SendError
 from .event import EventRules, TelemetryEvent, validate_event
+from .spool import SpoolRecord
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -69,11 +72,23 @@ class AsyncClient:
     it may still be spooled and delivered.
     """
 
-    def __init__(self, config: Config | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        before_send: Callable[[TelemetryEvent], TelemetryEvent | None] | None = None,
+        on_delivery: Callable[[list[str]], object] | None = None,
+        on_error: Callable[[SendError], object] | None = None,
+        **options: Any,
+    ) -> None:
+        """The hooks are ``Client``'s. ``before_send`` runs on the writer thread (on a wait
+        thread for ``send(wait=True)``), in the caller's context; ``on_delivery`` and
+        ``on_error`` on the flusher thread: to reach the loop from them, use
+        ``loop.call_soon_threadsafe``."""
         if config is not None and options:
             raise ConfigError("config", f"pass config= or options ({', '.join(sorted(options))}), not both")
         self._config = config if config is not None else Config(**options)
-        self._rules = self._config.event_rules
+        self._hooks: dict[str, Any] = {"before_send": before_send, "on_delivery": on_delivery, "on_error": on_error}
         self._lock = threading.Lock()  # guards _closed, _opening and the enqueueing of requests
         self._closed = False
         self._opening: concurrent.futures.Future[_Engine] | None = None
@@ -125,7 +140,7 @@ class AsyncClient:
         return await asyncio.shield(asyncio.wrap_future(opening))
 
     def _open_engine(self) -> _Engine:
-        engine = _Engine(Client(config=self._config))
+        engine = _Engine(Client(config=self._config, **self._hooks))
         self._engine = engine
         return engine
 
@@ -156,9 +171,11 @@ class AsyncClient:
         """
         # Only the caller's containers are copied here (it may change them once this
         # coroutine yields); the event is built and checked on the writer thread.
-        arguments = (
-            service, model, prompt, response, latency_ms, prompt_tokens, completion_tokens, cost_usd, finish_reason,
-            trace_id, span_id, _copied(metadata), _copied(errors), prompt_embedding, response_embedding,
+        arguments = dict(
+            service=service, model=model, prompt=prompt, response=response, latency_ms=latency_ms,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost_usd,
+            finish_reason=finish_reason, trace_id=trace_id, span_id=span_id, metadata=_copied(metadata),
+            errors=_copied(errors), prompt_embedding=prompt_embedding, response_embedding=response_embedding,
         )  # fmt: skip
         event_id: str = await self._write("track", arguments)
         return event_id
@@ -208,11 +225,13 @@ class AsyncClient:
         dead-lettered or dropped.
         """
         deadline = time.monotonic() + timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await self._write("barrier", None)  # the writer reached every earlier request
-        except TimeoutError:
-            return False
+        engine = await self._opened()
+        if engine.writer.busy:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._write("barrier", None)  # the writer got through every earlier request
+            except TimeoutError:
+                return False
         return await self._in_wait_pool(lambda client: client.flush(max(0.0, deadline - time.monotonic())))
 
     async def stats(self) -> Stats:
@@ -298,6 +317,8 @@ class _Request:
 
 #: (request, result, error) for one request, sent back to its loop.
 _Outcome = tuple[_Request, Any, BaseException | None]
+#: (request, event id, record to spool or None when before_send dropped the event).
+_Prepared = tuple[_Request, str, SpoolRecord | None]
 
 
 class _Engine:
@@ -335,13 +356,21 @@ class _Writer:
         self._client = client
         self._rules: EventRules = client.config.event_rules
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._submitted = 0
+        self._written = 0  # by the writer thread only, before it hands results back
         # A daemon: a client that is never closed must not keep the interpreter alive; the
         # Client's exit hook still delivers what reached the spool.
         self._thread = threading.Thread(target=self._run, name="sentinel-durable-aio-writer", daemon=True)
         self._thread.start()
 
     def submit(self, request: _Request) -> None:
+        self._submitted += 1  # callers hold AsyncClient's lock
         self._queue.put(request)
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are queued or being written."""
+        return self._written < self._submitted
 
     def stop(self, timeout: float) -> bool:
         """Finish what is queued, then end; True if the thread ended within ``timeout``."""
@@ -369,25 +398,33 @@ class _Writer:
                 outcomes = self._write(requests)
             except BaseException as exc:  # never leave an await hanging
                 logger.exception("the async writer failed on %d requests", len(requests))
-                outcomes = [(request, None, exc) for request in requests]
+                outcomes = _failed(requests, exc)
+            self._written += len(requests)
             _settle(outcomes)
             if stopping:
                 return
 
+    # The writer does what Client.track / send do for one event, and then spools many at once;
+    # it uses the same private steps of Client (_check_usable, _apply_before_send,
+    # _spool_records) so that both follow the same rules.
+
     def _write(self, requests: list[_Request]) -> list[_Outcome]:
+        try:
+            self._client._check_usable()  # closed, or the first use in a forked child
+        except Exception as exc:
+            return _failed(requests, exc)
         outcomes: list[_Outcome] = []
-        valid: list[tuple[_Request, TelemetryEvent]] = []
+        prepared: list[_Prepared] = []
         for request in requests:
             if request.kind in ("track", "event"):
-                fields = _tracked_fields(*request.payload) if request.kind == "track" else request.payload
                 try:
-                    valid.append((request, request.context.run(validate_event, fields, self._rules)))
-                except Exception as exc:  # ValidationError: this request's alone
+                    prepared.append(request.context.run(self._prepare, request))
+                except Exception as exc:  # ValidationError, or before_send raised: this request's alone
                     outcomes.append((request, None, exc))
                 continue
             # A batch or a barrier: everything before it is spooled first, to keep call order.
-            outcomes.extend(self._spool(valid))
-            valid = []
+            outcomes.extend(self._spool(prepared))
+            prepared = []
             if request.kind == "batch":
                 try:
                     outcomes.append((request, request.context.run(self._client.send_batch, request.payload), None))
@@ -395,17 +432,44 @@ class _Writer:
                     outcomes.append((request, None, exc))
             else:
                 outcomes.append((request, None, None))
-        outcomes.extend(self._spool(valid))
+        outcomes.extend(self._spool(prepared))
         return outcomes
 
-    def _spool(self, valid: list[tuple[_Request, TelemetryEvent]]) -> list[_Outcome]:
-        if not valid:
+    def _prepare(self, request: _Request) -> _Prepared:
+        """Check one event and pass it through ``before_send``; the id is the one Client would return."""
+        fields = track_fields(self._client.config, **request.payload) if request.kind == "track" else request.payload
+        event = validate_event(fields, self._rules)
+        kept = self._client._apply_before_send(event)
+        if kept is None:  # dropped by before_send, on purpose (counted by the client)
+            return request, event.event_id, None
+        event_id = event.event_id if request.kind == "track" else kept.event_id
+        return request, event_id, SpoolRecord.from_event(kept)
+
+    def _spool(self, prepared: list[_Prepared]) -> list[_Outcome]:
+        if not prepared:
             return []
         try:
-            ids = self._client.send_batch([event for _, event in valid])
+            self._client._spool_records([record for _, _, record in prepared if record is not None])
         except Exception as exc:  # ClientClosedError, SpoolFullError...: every request of the write gets it
-            return [(request, None, exc) for request, _ in valid]
-        return [(request, event_id, None) for (request, _), event_id in zip(valid, ids, strict=True)]
+            return _failed([request for request, _, _ in prepared], exc)
+        return [(request, event_id, None) for request, event_id, _ in prepared]
+
+
+def _failed(requests: list[_Request], error: BaseException) -> list[_Outcome]:
+    """``error`` for every request: the first gets it, the others copies (one instance raised in
+    many tasks would collect every task's traceback)."""
+    outcomes: list[_Outcome] = [(request, None, error) for request in requests[:1]]
+    for request in requests[1:]:
+        try:
+            clone = copy.copy(error)
+        except Exception:
+            clone = error
+        else:
+            clone.__cause__ = error.__cause__
+            clone.__suppress_context__ = error.__suppress_context__
+            clone.__traceback__ = error.__traceback__
+        outcomes.append((request, None, clone))
+    return outcomes
 
 
 def _copied(container: Any) -> Any:
@@ -414,43 +478,6 @@ def _copied(container: Any) -> Any:
     if isinstance(container, Mapping):
         return dict(container)
     return list(container) if isinstance(container, list | tuple) else container
-
-
-def _tracked_fields(
-    service: str,
-    model: str,
-    prompt: str,
-    response: str,
-    latency_ms: float,
-    prompt_tokens: int,
-    completion_tokens: int,
-    cost_usd: float,
-    finish_reason: str,
-    trace_id: str | None,
-    span_id: str | None,
-    metadata: Any,
-    errors: Any,
-    prompt_embedding: Sequence[float] | None,
-    response_embedding: Sequence[float] | None,
-) -> dict[str, Any]:
-    """The event fields of a ``track`` call, exactly as ``Client.track`` makes them."""
-    return {
-        "service_name": service,
-        "model": model,
-        "prompt": {"text": prompt, "tokens": prompt_tokens, "embedding": prompt_embedding},
-        "response": {
-            "text": response,
-            "tokens": completion_tokens,
-            "finish_reason": finish_reason,
-            "embedding": response_embedding,
-        },
-        "latency_ms": latency_ms,
-        "cost_usd": cost_usd,
-        "metadata": {} if metadata is None else metadata,
-        "errors": [] if errors is None else errors,
-        "trace_id": trace_id,
-        "span_id": span_id,
-    }
 
 
 def _settle(outcomes: list[_Outcome]) -> None:

@@ -29,6 +29,7 @@ from .errors import (
 )
 from .event import TelemetryEvent, validate_event
 from .flusher import Flusher
+from .observe import Observation
 from .otel import resolve_span_ids
 from .spool import Spool, SpoolClosed, SpoolRecord
 from .stats import Stats
@@ -129,30 +130,26 @@ class Client:
     ) -> str:
         """Record one LLM call (the Go SDK's ``Track``); returns the event id once spooled."""
         self._check_usable()
-        if self._config.otel_trace_ids:
-            trace_id, span_id = resolve_span_ids(trace_id, span_id)
-        fields: dict[str, Any] = {
-            "service_name": service,
-            "model": model,
-            "prompt": {"text": prompt, "tokens": prompt_tokens, "embedding": prompt_embedding},
-            "response": {
-                "text": response,
-                "tokens": completion_tokens,
-                "finish_reason": finish_reason,
-                "embedding": response_embedding,
-            },
-            "latency_ms": latency_ms,
-            "cost_usd": cost_usd,
-            "metadata": dict(metadata) if isinstance(metadata, Mapping) else ({} if metadata is None else metadata),
-            "errors": list(errors) if isinstance(errors, list | tuple) else ([] if errors is None else errors),
-            "trace_id": trace_id,
-            "span_id": span_id,
-        }
+        fields = track_fields(
+            self._config, service=service, model=model, prompt=prompt, response=response, latency_ms=latency_ms,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost_usd,
+            finish_reason=finish_reason, trace_id=trace_id, span_id=span_id, metadata=metadata, errors=errors,
+            prompt_embedding=prompt_embedding, response_embedding=response_embedding,
+        )  # fmt: skip
         event = validate_event(fields, self._rules)
         kept = self._apply_before_send(event)
         if kept is not None:
             self._spool_records([SpoolRecord.from_event(kept)])
         return event.event_id
+
+    def observe(self, *, service: str, model: str, prompt: str | None = None, **fields: Any) -> Observation:
+        """An :class:`~sentinel_durable.observe.Observation` of one LLM call, tracked through this client.
+
+        A context manager (``with``, or ``async with``) and a decorator (plain and ``async def``
+        functions) that measures the latency, records an exception as an error, and tracks one
+        event on exit. ``fields`` are further ``track`` keywords (``prompt_tokens``, ``metadata``...).
+        """
+        return Observation(self, service=service, model=model, prompt=prompt, **fields)
 
     def send(self, event: TelemetryEvent, *, wait: bool = False, timeout: float | None = None) -> str:
         """Spool ``event`` (checked again against this client's rules); returns its id.
@@ -367,6 +364,48 @@ def _reset_fork_lock() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_fork_lock)
+
+
+def track_fields(
+    config: Config,
+    *,
+    service: Any,
+    model: Any,
+    prompt: Any,
+    response: Any,
+    latency_ms: Any,
+    prompt_tokens: Any = 0,
+    completion_tokens: Any = 0,
+    cost_usd: Any = 0.0,
+    finish_reason: Any = "stop",
+    trace_id: Any = None,
+    span_id: Any = None,
+    metadata: Any = None,
+    errors: Any = None,
+    prompt_embedding: Any = None,
+    response_embedding: Any = None,
+) -> dict[str, Any]:
+    """The event fields of a ``track`` call (``Client`` and ``AsyncClient`` share it): the
+    trace and span ids of the current OpenTelemetry span when the caller gave none."""
+    if config.otel_trace_ids:
+        trace_id, span_id = resolve_span_ids(trace_id, span_id)
+    return {
+        "service_name": service,
+        "model": model,
+        "prompt": {"text": prompt, "tokens": prompt_tokens, "embedding": prompt_embedding},
+        "response": {
+            "text": response,
+            "tokens": completion_tokens,
+            "finish_reason": finish_reason,
+            "embedding": response_embedding,
+        },
+        "latency_ms": latency_ms,
+        "cost_usd": cost_usd,
+        "metadata": dict(metadata) if isinstance(metadata, Mapping) else ({} if metadata is None else metadata),
+        "errors": list(errors) if isinstance(errors, list | tuple) else ([] if errors is None else errors),
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
 
 
 def cipher_for(config: Config) -> SpoolCipher | None:

@@ -22,10 +22,10 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from .errors import ValidationError
 
@@ -64,7 +64,7 @@ _TRACK_FIELDS = frozenset(
 )
 
 #: The finish reason of a call that raised, unless the caller set one.
-ERROR_FINISH_REASON = "error"
+_ERROR_FINISH_REASON = "error"
 
 _current: contextvars.ContextVar[Observation | None] = contextvars.ContextVar(
     "sentinel_durable_observation", default=None
@@ -358,7 +358,7 @@ class Observation:
             if isinstance(self._errors, list):
                 self._errors.append(f"{type(error).__name__}: {error}")
             if self._finish_reason is None:
-                self._finish_reason = ERROR_FINISH_REASON
+                self._finish_reason = _ERROR_FINISH_REASON
         return {
             "service": self._service,
             "model": self._model,
@@ -386,26 +386,21 @@ class Observation:
                 given[name] = list(value)
         return Observation(self._client, service=self._service, model=self._model, **given)
 
-    @overload
-    def __call__(self, function: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]: ...
-
-    @overload
-    def __call__(self, function: Callable[_P, _R]) -> Callable[_P, _R]: ...
-
-    def __call__(self, function: Callable[_P, Any]) -> Callable[_P, Any]:
+    def __call__(self, function: Callable[_P, _R]) -> Callable[_P, _R]:
         """Observe every call of ``function`` (a plain or ``async def`` function)."""
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
             raise TypeError("a generator's latency is not its call's: use the context manager around the stream")
         if inspect.iscoroutinefunction(function):
+            coroutine_function = cast(Callable[_P, Awaitable[Any]], function)
 
             @functools.wraps(function)
             async def observed_async(*args: _P.args, **kwargs: _P.kwargs) -> Any:
                 async with self._fresh() as observation:
-                    result = await function(*args, **kwargs)
+                    result = await coroutine_function(*args, **kwargs)
                     observation._fill_from_result(result)
                     return result
 
-            return observed_async
+            return cast(Callable[_P, _R], observed_async)
         if _is_async(self._client):
             raise TypeError("an Observation of an AsyncClient decorates `async def` functions only")
 
@@ -416,7 +411,7 @@ class Observation:
                 observation._fill_from_result(result)
                 return result
 
-        return observed
+        return cast(Callable[_P, _R], observed)
 
     def __repr__(self) -> str:
         state = "tracked" if self.event_id else ("open" if self._token is not None else "new")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def track(client: AsyncClient, n: int = 0, service: str = "svc", **overrides: Any) -> Awaitable[str]:
+def track(client: AsyncClient, n: int = 0, service: str = "svc", **overrides: Any) -> Coroutine[Any, Any, str]:
     fields: dict[str, Any] = {
         "model": "gpt-4", "prompt": f"prompt {n}", "response": "Paris.", "latency_ms": 150.5,
         "prompt_tokens": 8, "completion_tokens": 7, "cost_usd": 0.001,
@@ -127,7 +128,6 @@ async def test_event_loop_keeps_ticking_while_10000_events_are_sent(
         spooled_in = time.perf_counter() - started
         assert await client.flush(timeout=60)
     assert len(set(sent)) == 10_000
-    print("GAPPROD", ticker.max_gap, spooled_in)
     assert ticker.max_gap < 0.25, f"the loop stalled for {ticker.max_gap:.3f}s"
     assert ticker.ticks >= spooled_in / Ticker.INTERVAL / 4  # it really ticked all along
     assert set(event_ids(await read_topic(broker, topic, 10_000))) == set(sent)
@@ -144,7 +144,9 @@ async def test_ten_thousand_concurrent_tracks_use_a_few_threads(
         assert await client.flush(timeout=60)
     # Kafka's network thread and a wait thread for flush() start meanwhile; not one per await.
     assert ticker.max_threads <= before + 10, f"{ticker.max_threads - before} threads more for 10,000 awaits"
-    print("GAPGATHER", ticker.max_gap)
+    # One loop iteration creates and first-steps all 10,000 tasks: ~0.1 s of asyncio's own on a
+    # slow machine even with an awaitable that does nothing, so the bound is looser than above.
+    assert ticker.max_gap < 0.5, f"the loop stalled for {ticker.max_gap:.3f}s"
     assert len(set(sent)) == 10_000
     stats = await client.stats()
     assert stats.writes >= 1
@@ -293,6 +295,11 @@ async def test_flush_covers_sends_started_before_it(broker: EmbeddedBroker, make
     assert set(event_ids(await read_topic(broker, topic, 300))) == set(sent)
 
 
+async def test_flush_with_nothing_pending_is_true_at_once(make_client: Any) -> None:
+    client = make_client(f"127.0.0.1:{free_port()}")
+    assert await client.flush(timeout=0) is True
+
+
 async def test_flush_times_out_without_a_broker(make_client: Any) -> None:
     client = make_client(f"127.0.0.1:{free_port()}")
     await track(client)
@@ -350,6 +357,55 @@ async def test_an_unusable_spool_directory_is_a_config_error_at_open(tmp_path: P
     with pytest.raises(sentinel.ConfigError):  # the next call tries again
         await track(client)
     await client.close()
+
+
+async def test_one_client_serves_two_event_loops(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+    client = make_client(broker.bootstrap_servers)
+    here = await track(client, 1)
+    there = await asyncio.to_thread(asyncio.run, track(client, 2))  # another thread, its own loop
+    assert await client.flush(timeout=30)
+    assert set(event_ids(await read_topic(broker, topic, 2))) == {here, there}
+
+
+# --- hooks ------------------------------------------------------------------------------------------------
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+async def test_before_send_runs_per_call_in_the_callers_context(
+    broker: EmbeddedBroker, make_client: Any, topic: str
+) -> None:
+    def before_send(event: sentinel.TelemetryEvent) -> sentinel.TelemetryEvent | None:
+        if event.service_name == "drop-me":
+            return None
+        if event.service_name == "broken-hook":
+            raise RuntimeError("the hook failed")
+        event.metadata["request_id"] = request_id.get()
+        return event
+
+    client = make_client(broker.bootstrap_servers, before_send=before_send)
+    await client.open()
+
+    async def handle(slot: int, service: str) -> str:  # a request handler with its own context
+        request_id.set(f"r{slot}")
+        return await track(client, slot, service=service)
+
+    services = ["svc", "drop-me", "svc", "broken-hook", "svc"]
+    results = await asyncio.gather(*(handle(n, s) for n, s in enumerate(services)), return_exceptions=True)
+    assert [type(result) for result in results] == [str, str, str, RuntimeError, str]
+    assert await client.flush(timeout=30)
+    records = await read_topic(broker, topic, 3)
+    assert {json.loads(r.value)["metadata"]["request_id"] for r in records} == {"r0", "r2", "r4"}
+    assert (await client.stats()).dropped.get("before_send") == 1
+
+
+async def test_on_delivery_is_called_with_the_delivered_ids(broker: EmbeddedBroker, make_client: Any) -> None:
+    delivered: list[str] = []
+    client = make_client(broker.bootstrap_servers, on_delivery=delivered.extend)
+    sent = await asyncio.gather(*(track(client, n) for n in range(50)))
+    assert await client.flush(timeout=30)
+    await client.close(timeout=5)  # the flusher has run every callback
+    assert set(delivered) == set(sent)
 
 
 # --- fork ----------------------------------------------------------------------------------------------------
