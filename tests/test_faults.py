@@ -12,7 +12,7 @@ from spool_helpers import drain_all, records
 from test_client import free_port
 
 import sentinel_durable as sentinel
-from sentinel_durable.spool import Spool, spool_files
+from sentinel_durable.spool import Spool
 from sentinel_durable.testing import EmbeddedBroker
 
 
