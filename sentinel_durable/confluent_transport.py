@@ -70,7 +70,8 @@ def producer_settings(config: Config) -> dict[str, Any]:
         "reconnect.backoff.ms": int(config.retry_backoff * 1000),
         "reconnect.backoff.max.ms": int(config.max_retry_backoff * 1000),
         "security.protocol": config.security_protocol.lower(),
-        "logger": logging.getLogger("sentinel_durable.librdkafka"),
+        # librdkafka logs every reconnect attempt: outside our namespace, like kafka-python's "kafka".
+        "logger": logging.getLogger("librdkafka"),
     }
     if config.sasl_mechanism is not None:
         settings["sasl.mechanisms"] = config.sasl_mechanism

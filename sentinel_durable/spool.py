@@ -66,10 +66,10 @@ LOCK_SUFFIX = ".lock"
 QUARANTINE_MARK = ".corrupt-"
 #: Rough bytes one row costs beyond its JSON, used to size drops and checks before commit.
 ROW_OVERHEAD = 120
-#: Free pages are given back to the filesystem once they add up to this much and half the file
-#: (vacuuming a little after every batch would cost more than it saves), or, once the spool is
-#: drained, to this much.
-SHRINK_AT = 8 << 20
+#: Free pages are given back to the filesystem once the spool is drained (and they add up to
+#: SHRINK_DRAINED_AT), or while it drains once they are most of a large file: vacuuming during
+#: a drain moves live pages and costs more than it saves (free pages are reused by new events).
+SHRINK_AT = 64 << 20
 SHRINK_DRAINED_AT = 1 << 20
 #: Bytes kept free below max_spool_bytes for the pages a commit may add beyond its rows' size.
 GROWTH_SLACK = 4 * 4096
@@ -178,12 +178,13 @@ class _SpoolFile:
         f"INSERT INTO {TABLE} (data, timestamp, status, event_id, service_name, model, event_time_ms) "
         f"VALUES (?, ?, {AckStatus.READY}, ?, ?, ?, ?)"
     )
+    # A claim only reads: the owner keeps its in-flight rows in memory (above them, the cursor),
+    # so a claim costs no write, and a crash leaves them simply pending for the next owner.
     SQL_CLAIM = (
-        f"UPDATE {TABLE} SET status = {AckStatus.UNACK} WHERE _id IN "
-        f"(SELECT _id FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} ORDER BY _id LIMIT ?) "
-        "RETURNING _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp"
+        "SELECT _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp "
+        f"FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} ORDER BY _id LIMIT ?"
     )
-    SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.UNACK}"
+    SQL_DELETE = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.READY}"
     SQL_RELEASE = (
         f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = attempts + ?, last_error = ? WHERE _id = ?"
     )
@@ -348,12 +349,11 @@ class _SpoolFile:
         with self.lock:
             if self.closed or self.pending <= 0:
                 return []
-            with self._transaction() as cursor:
-                rows = cursor.execute(self.SQL_CLAIM, (self.cursor, limit)).fetchall()
-                if not rows and self.cursor:  # cannot happen if the cursor is right; never strand rows
-                    logger.warning("spool cursor of %s was past pending rows; rescanning", self.path.name)
-                    self.cursor = 0
-                    rows = cursor.execute(self.SQL_CLAIM, (0, limit)).fetchall()
+            rows = self._connection.execute(self.SQL_CLAIM, (self.cursor, limit)).fetchall()
+            if not rows and self.cursor:  # cannot happen if the cursor is right; never strand rows
+                logger.warning("spool cursor of %s was past pending rows; rescanning", self.path.name)
+                self.cursor = 0
+                rows = self._connection.execute(self.SQL_CLAIM, (0, limit)).fetchall()
             self.pending -= len(rows)
             self.in_flight += len(rows)
             if rows:
@@ -361,7 +361,6 @@ class _SpoolFile:
             records = [ClaimedRecord(*row) for row in rows]
             if any(is_sealed(record.data) for record in records) or self._cipher is not None:
                 records = self._open_sealed(records)
-        records.sort(key=lambda record: record.row_id)  # RETURNING gives no order
         return records
 
     def _open_sealed(self, records: list[ClaimedRecord]) -> list[ClaimedRecord]:
@@ -1236,7 +1235,7 @@ class Spool:
             pending, in_flight, _ = spool_file.tally()
             free = spool_file.free_bytes()
             drained = pending == 0 and in_flight == 0
-            if (drained and free >= SHRINK_DRAINED_AT) or (free >= SHRINK_AT and spool_file.free_fraction() > 0.5):
+            if (drained and free >= SHRINK_DRAINED_AT) or (free >= SHRINK_AT and spool_file.free_fraction() > 0.75):
                 spool_file.shrink()  # give the free pages back to the filesystem
         self._measure_used()
         with self._space:
