@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from collections import defaultdict
@@ -95,6 +96,7 @@ class Flusher:
         self._waiters_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._random = random.Random()
 
     # -- control (caller threads) ------------------------------------------------------------
 
@@ -321,7 +323,9 @@ class Flusher:
         return delays
 
     def _next_delay(self, delays: Iterator[float]) -> float:
-        return float(backoff.full_jitter(next(delays)))
+        # Full jitter (backoff.full_jitter's rule) from a generator of our own, so that the
+        # application's global random state is never touched from our thread.
+        return self._random.uniform(0, next(delays))
 
     def _pause(self, seconds: float) -> None:
         """Back off, unless flush/close kicks us or the close deadline comes first."""
