@@ -144,7 +144,6 @@ class ConfluentTransport:
                 except KafkaException as exc:
                     results[index] = classify(exc.args[0])
                     break
-            producer.poll(0)
         producer.flush(max(0.0, deadline - time.monotonic()))
         if self._fatal is not None:
             logger.warning("making a new Kafka producer (%s)", self._fatal)

@@ -75,14 +75,15 @@ def record_key(config: Config, record: ClaimedRecord) -> bytes | None:
     return None
 
 
+_CONSTANT_HEADERS = (("content-type", CONTENT_TYPE), ("sdk.name", SDK_NAME), ("sdk.version", SDK_VERSION))
+
+
 def record_headers(record: ClaimedRecord) -> list[tuple[str, bytes]]:
     return [
         ("event_id", record.event_id.encode()),
         ("service_name", record.service_name.encode()),
         ("model", record.model.encode()),
-        ("content-type", CONTENT_TYPE),
-        ("sdk.name", SDK_NAME),
-        ("sdk.version", SDK_VERSION),
+        *_CONSTANT_HEADERS,
     ]
 
 
