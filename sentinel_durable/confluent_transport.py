@@ -101,6 +101,7 @@ class ConfluentTransport:
         self._config = config
         self._producer: Producer | None = None
         self._fatal: str | None = None
+        self._client_error: str | None = None  # the last client-level error: why nothing is acked
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
@@ -112,6 +113,7 @@ class ConfluentTransport:
         # Client-level errors (all brokers down, authentication...) come here, not per record.
         if error.fatal():
             self._fatal = f"{error.name()}: {error.str()}"
+        self._client_error = f"{error.name()}: {error.str()}"
         logger.debug("librdkafka: %s", error.str())
 
     def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
@@ -148,8 +150,10 @@ class ConfluentTransport:
         if self._fatal is not None:
             logger.warning("making a new Kafka producer (%s)", self._fatal)
             self._discard_producer()
-        return [result or RecordResult(Outcome.RETRY, f"no ack within {timeout:g}s", unreachable=True)
-                for result in results]  # fmt: skip
+        reason = f"no ack within {timeout:g}s" + (f" ({self._client_error})" if self._client_error else "")
+        if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
+            self._client_error = None  # the broker answers again
+        return [result or RecordResult(Outcome.RETRY, reason, unreachable=True) for result in results]
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None

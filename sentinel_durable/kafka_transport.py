@@ -28,6 +28,33 @@ from .transport import DELIVERED, Outcome, RecordResult, record_headers, record_
 
 logger = logging.getLogger(__name__)
 
+
+class _RedactSecrets(logging.Filter):
+    """kafka-python logs every request at DEBUG, SASL/PLAIN's SaslAuthenticate included, whose
+    bytes carry the password in clear: replace any secret of ours in its log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        if secret:
+            self.secrets.update({secret, repr(secret.encode())[2:-1]})  # as text, and as bytes' repr
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in self.secrets):
+                for secret in sorted(self.secrets, key=len, reverse=True):
+                    message = message.replace(secret, "**********")
+                record.msg, record.args = message, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+for _name in [name for name in logging.root.manager.loggerDict if name == "kafka" or name.startswith("kafka.")]:
+    logging.getLogger(_name).addFilter(_REDACT)  # filters act on each logger's own records
+
 #: Failures that belong to one record: retrying it can never succeed, so it is dead-lettered
 #: after max_retries attempts while the records behind it go on.
 _RECORD_FAILURES: tuple[type[BaseException], ...] = (
@@ -91,12 +118,14 @@ def producer_options(config: Config) -> dict[str, Any]:
         options["sasl_plain_username"] = config.sasl_username
         if config.sasl_password is not None:
             options["sasl_plain_password"] = config.sasl_password.get_secret_value()
+            _REDACT.add(options["sasl_plain_password"])
     for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
         path = getattr(config, name)
         if path is not None:
             options[name] = str(path)
     if config.ssl_password is not None:
         options["ssl_password"] = config.ssl_password.get_secret_value()
+        _REDACT.add(options["ssl_password"])
     return options
 
 
