@@ -17,6 +17,10 @@ from wire_schema import parse_wire
 import sentinel_durable as sentinel
 from sentinel_durable.spool import read_events, spool_files
 
+# The client's flusher runs in the background with no broker, and kafka-python's reconnect
+# jitter draws from the global random module, which hypothesis notices and warns about.
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
 SURROGATE = st.builds(lambda a, b: a + "\ud800" + b, st.text(max_size=5), st.text(max_size=5))
 JUNK = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | SURROGATE
