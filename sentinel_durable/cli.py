@@ -143,7 +143,8 @@ def _reports(directory: Path) -> tuple[list[FileReport], list[str]]:
         try:
             reports.append(inspect_file(path))
         except SpoolFileCorrupt as exc:
-            unreadable.append(str(exc))
+            if path.exists():  # else its owner drained and removed it while we looked
+                unreadable.append(str(exc))
     return reports, unreadable
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .progress import Progress
-from .spool import inspect_file, spool_files
+from .spool import SpoolFileCorrupt, inspect_file, spool_files
 from .testing import EmbeddedBroker, wait_until
 
 __all__ = ["run_demo"]
@@ -51,17 +51,18 @@ def run_demo(events: int = 3000) -> int:
         acknowledged = second.read_ids(events)
         second.kill()
         sent += acknowledged + second.read_remaining_ids()
-        backlog = pending(spool_dir)
+        backlog = pending_now(spool_dir)
         say(f"4. Sender #2 tracked {len(acknowledged):,} events offline, then was killed with SIGKILL mid-send.")
         say(f"   On disk: {backlog:,} events waiting, in {len(spool_files(spool_dir))} spool file(s).")
 
         third = Sender(spool_dir, broker.bootstrap_servers, "restarted", events)
         sent += third.read_ids(events)
-        say(f"5. Sender #3 (the restarted app) tracked {events:,} more, still offline: {pending(spool_dir):,} waiting.")
+        waiting = pending_now(spool_dir)
+        say(f"5. Sender #3 (the restarted app) tracked {events:,} more, still offline: {waiting:,} waiting.")
 
         proxy.restore()
         say("6. The network is back. Sender #3's flusher drains the backlog, the dead sender's file included:")
-        total = pending(spool_dir)
+        total = pending_now(spool_dir)
         progress = Progress("   draining", stream=sys.stdout)
         wait_until(lambda: _report(progress, total, pending(spool_dir)), 300, 0.1, "the backlog to drain")
         third.finish()
@@ -86,16 +87,33 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def pending(spool_dir: Path) -> int:
-    """Events waiting in the spool directory (pending or in flight), read from outside."""
+def pending(spool_dir: Path) -> int | None:
+    """Events waiting in the spool directory (pending or in flight), read from outside;
+    None when a file could not be read this time (its owner was removing it as we looked)."""
     total = 0
     for path in spool_files(spool_dir):
-        report = inspect_file(path)
+        try:
+            report = inspect_file(path)
+        except SpoolFileCorrupt:
+            if path.exists():
+                return None
+            continue  # drained and removed by its owner while we read it
         total += report.pending + report.in_flight
     return total
 
 
-def _report(progress: Progress, total: int, remaining: int) -> bool:
+def pending_now(spool_dir: Path) -> int:
+    """``pending``, looking again until every file could be read."""
+    counted = wait_until(
+        lambda: (n,) if (n := pending(spool_dir)) is not None else None, 30, 0.05, "the spool to be readable"
+    )
+    assert counted is not None  # wait_until returns only a truthy value
+    return counted[0]
+
+
+def _report(progress: Progress, total: int, remaining: int | None) -> bool:
+    if remaining is None:
+        return False  # look again
     progress(max(0, total - remaining), total)
     return remaining == 0
 
