@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import ssl
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -136,6 +138,33 @@ def _describe(error: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"  # kafka-python's errors often name themselves
 
 
+def tls_diagnosis(config: Config, timeout: float = 2.0) -> str | None:
+    """Why a TLS handshake with the brokers fails, if it does (kafka-python only says that it
+    could not bootstrap): the certificate check, a wrong host name, a missing client certificate."""
+    try:
+        context = ssl.create_default_context(cafile=str(config.ssl_cafile) if config.ssl_cafile else None)
+        if config.ssl_certfile is not None:
+            password = config.ssl_password.get_secret_value() if config.ssl_password is not None else None
+            context.load_cert_chain(str(config.ssl_certfile), str(config.ssl_keyfile or config.ssl_certfile), password)
+    except (OSError, ssl.SSLError) as exc:
+        return f"TLS settings: {exc}"
+    for broker in config.brokers:
+        host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "9092")
+        host = host.strip("[]")
+        try:
+            with (
+                socket.create_connection((host, int(port)), timeout=timeout) as raw,
+                context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                tls.do_handshake()
+                return None  # this broker's TLS is fine: the failure is elsewhere
+        except ssl.SSLError as exc:
+            return f"TLS handshake with {broker} failed: {exc}"
+        except OSError:
+            continue  # unreachable: nothing to say about TLS
+    return None
+
+
 def classify(error: BaseException) -> RecordResult:
     """Map a kafka-python failure to what the flusher should do with the record."""
     if isinstance(error, _RECORD_FAILURES):
@@ -166,8 +195,10 @@ class KafkaPythonTransport:
             producer = self._ensure_producer()
         except Exception as exc:  # no broker answered the bootstrap, bad TLS files...
             result = classify(exc)
-            if result.outcome is Outcome.FAILED:
-                result = RecordResult(Outcome.RETRY, result.error)
+            reason = tls_diagnosis(self._config) if self._config.security_protocol.endswith("SSL") else None
+            if result.outcome is Outcome.FAILED or reason:
+                error = f"{result.error}; {reason}" if reason else result.error
+                result = RecordResult(Outcome.RETRY, error, unreachable=result.unreachable)
             return [result] * len(records)
         results: list[RecordResult | None] = [None] * len(records)
         futures: list[tuple[int, Any]] = []
