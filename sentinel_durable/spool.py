@@ -454,12 +454,6 @@ class _SpoolFile:
             row = self._connection.execute(self.SQL_FIRST_UNSETTLED).fetchone()
         return None if row is None else int(row[0])
 
-    def dead_letter_rows(self) -> list[tuple[int, bytes, str, int, str, float]]:
-        with self.lock:
-            if self.closed:
-                return []
-            return self._connection.execute(self.SQL_DEAD_LETTERS).fetchall()
-
     def requeue_dead_letters(self) -> int:
         with self.lock:
             with self._transaction() as cursor:

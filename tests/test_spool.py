@@ -19,7 +19,7 @@ import pytest
 from spool_helpers import drain_all, record, records
 
 from sentinel_durable import ConfigError, SpoolFullError
-from sentinel_durable.spool import Spool, _SpoolFile, owner_alive, spool_files
+from sentinel_durable.spool import Spool, _SpoolFile, owner_alive, read_dead_letters, spool_files
 
 WRITER = Path(__file__).parent / "programs" / "spool_writer.py"
 
@@ -93,8 +93,8 @@ def test_dead_letter_keeps_error_and_attempts_and_does_not_block_others(spool_di
         again = spool.claim(10)
         assert again is not None
         assert [r.event_id for r in again.records] == [r.event_id for r in claim.records[1:]]
-        rows = spool._active.dead_letter_rows()
-        assert [(row[2], row[3], row[4]) for row in rows] == [
+        letters = read_dead_letters(spool.active_path)  # what `sentinel-durable dlq list` shows
+        assert [(letter.event_id, letter.attempts, letter.last_error) for letter in letters] == [
             (claim.records[0].event_id, 1, "MessageSizeTooLargeError")
         ]
 
