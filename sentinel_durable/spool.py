@@ -500,15 +500,10 @@ class _SpoolFile:
             page_size, pages, free = self._pages()
         return (pages - free) * page_size
 
-    def free_bytes(self) -> int:
+    def page_usage(self) -> tuple[int, int, int]:
+        """``(page size, pages, free pages)``, read together."""
         with self.lock:
-            page_size, _, free = self._pages()
-        return page_size * free
-
-    def free_fraction(self) -> float:
-        with self.lock:
-            _, pages, free = self._pages()
-        return free / pages if pages else 0.0
+            return self._pages()
 
     def disk_bytes(self) -> int:
         total = 0
@@ -1227,9 +1222,10 @@ class Spool:
                 logger.debug("removed drained spool file %s", spool_file.path.name)
         elif spool_file is not None:
             pending, in_flight, _ = spool_file.tally()
-            free = spool_file.free_bytes()
+            page_size, pages, free_pages = spool_file.page_usage()
+            free = page_size * free_pages
             drained = pending == 0 and in_flight == 0
-            if (drained and free >= SHRINK_DRAINED_AT) or (free >= SHRINK_AT and spool_file.free_fraction() > 0.75):
+            if (drained and free >= SHRINK_DRAINED_AT) or (free >= SHRINK_AT and free_pages > 0.75 * pages):
                 spool_file.shrink()  # give the free pages back to the filesystem
         self._measure_used()
         with self._space:
