@@ -1,11 +1,67 @@
+"""Fixtures shared by the suites, and the choice of broker they run against.
+
+``pytest`` (``make test``) runs everything against Tansu, the embedded broker. ``pytest
+--broker=apache-kafka`` (``make test-kafka``) runs the integration suites that take the
+``broker`` fixture — client, CLI, chaos — against one Apache Kafka broker (KRaft, logs on disk,
+``tests/apache_kafka/launcher.py``) behind the same kind of TCP proxy, and collects the tests
+that only a real Apache Kafka can run (``tests/apache_kafka/``). Without Java or Maven that run
+stops at once with one line naming what is missing; it never skips.
+"""
+
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import pytest
 
 from sentinel_durable.testing import EmbeddedBroker
+
+APACHE_KAFKA = "apache-kafka"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--broker",
+        choices=["tansu", APACHE_KAFKA],
+        default="tansu",
+        help="the broker the integration suites run against (apache-kafka needs Java 17+ and Maven)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--broker") == APACHE_KAFKA:
+        from apache_kafka.launcher import ToolMissing, kafka_classpath
+
+        try:
+            kafka_classpath()  # resolve the jars before any test runs: one failure, not one per test
+        except ToolMissing as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    if config.getoption("--broker") != APACHE_KAFKA and "apache_kafka" in collection_path.parts:
+        return True  # the Apache Kafka tier runs with --broker=apache-kafka only
+    return None
+
+
+def uses_apache_kafka(config: pytest.Config) -> bool:
+    return bool(config.getoption("--broker") == APACHE_KAFKA)
+
+
+class BrokerUnderTest(Protocol):
+    """What the suites use of a broker, whichever one it is."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def proxy(self) -> Any: ...
+
+    def create_topic(self, name: str, partitions: int = 1) -> str: ...
+
+    def read_topic(self, topic: str, expected: int | None = None, timeout: float = 30.0) -> list[Any]: ...
 
 
 def valid_fields(**overrides: Any) -> dict[str, Any]:
@@ -27,11 +83,44 @@ def fields() -> dict[str, Any]:
     return valid_fields()
 
 
+@pytest.fixture(scope="session")
+def _apache_kafka_with_proxy(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """One Apache Kafka broker for the whole run (topics are per test), behind a proxy per node."""
+    if not uses_apache_kafka(pytestconfig):
+        yield None
+        return
+    from apache_kafka.launcher import KafkaCluster
+
+    with KafkaCluster(1, workdir=tmp_path_factory.mktemp("kafka"), with_proxy=True) as cluster:
+        yield cluster
+
+
 @pytest.fixture
-def broker() -> Iterator[EmbeddedBroker]:
-    """A real Kafka-compatible broker (Tansu) behind a proxy that can cut the network."""
+def broker(pytestconfig: pytest.Config, _apache_kafka_with_proxy: Any) -> Iterator[BrokerUnderTest]:
+    """A real broker behind a proxy that can cut the network: Tansu, or Apache Kafka with --broker=apache-kafka."""
+    if _apache_kafka_with_proxy is not None:
+        try:
+            yield _apache_kafka_with_proxy
+        finally:
+            _apache_kafka_with_proxy.proxy.restore()  # the next test starts with the network up
+        return
     with EmbeddedBroker(with_proxy=True) as running:
         yield running
+
+
+@pytest.fixture
+def broker_on_port(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Any]:
+    """``with broker_on_port(port) as broker:`` starts a broker on a port clients already know."""
+    if not uses_apache_kafka(pytestconfig):
+        return lambda port: EmbeddedBroker(port=port)
+    from apache_kafka.launcher import KafkaCluster
+
+    def start(port: int) -> contextlib.AbstractContextManager[Any]:
+        return KafkaCluster(1, workdir=tmp_path_factory.mktemp("kafka-late"), client_port=port)
+
+    return start
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BrokerUnderTest
 from spool_helpers import records
 from test_client import free_port
 
 import sentinel_durable as sentinel
 from sentinel_durable.cli import main
 from sentinel_durable.spool import Spool, spool_files
-from sentinel_durable.testing import EmbeddedBroker
 
 CLI = [sys.executable, "-m", "sentinel_durable.cli"]
 
@@ -120,16 +120,17 @@ def test_bad_environment_value_is_one_line_and_exit_2(
     assert err.startswith("sentinel-durable: SENTINEL_RETRY_BACKOFF='soon'")
 
 
-def test_drain_delivers_everything_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_drain_delivers_everything_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], broker: BrokerUnderTest, topic: str
+) -> None:
     ids = leave_spool(tmp_path, 300) + leave_spool(tmp_path, 200)
-    with EmbeddedBroker() as broker:
-        code, out, err = run(
-            capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers, "--topic", "replay"
-        )
-        assert code == 0, err
-        assert "delivered 500 events" in out
-        assert "draining: 500/500 events" in err
-        found = {json.loads(r.value)["event_id"] for r in broker.read_topic("replay", expected=500)}
+    code, out, err = run(
+        capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers, "--topic", topic
+    )
+    assert code == 0, err
+    assert "delivered 500 events" in out
+    assert "draining: 500/500 events" in err
+    found = {json.loads(r.value)["event_id"] for r in broker.read_topic(topic, expected=500)}
     assert found == set(ids)
     assert spool_files(tmp_path) == []
 

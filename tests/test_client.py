@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BrokerUnderTest
 from spool_helpers import drain_all
 from wire_schema import parse_wire
 
 import sentinel_durable as sentinel
-from sentinel_durable.testing import EmbeddedBroker, wait_until
+from sentinel_durable.testing import wait_until
 
 PROGRAMS = Path(__file__).parent / "programs"
 #: How each transport names a record larger than the broker takes.
@@ -86,7 +87,7 @@ def event_ids(records: list[Any]) -> list[str]:
 
 
 def test_tracked_events_arrive_with_wire_json_key_and_headers(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: BrokerUnderTest, make_client: Any, topic: str
 ) -> None:
     client = make_client(broker.bootstrap_servers)
     sent = track(client, 1000, metadata={"region": "eu"})
@@ -113,7 +114,7 @@ def test_tracked_events_arrive_with_wire_json_key_and_headers(
 
 @pytest.mark.parametrize(("partition_key", "expected"), [("event_id", "event_id"), ("none", None)])
 def test_partition_key_option(
-    broker: EmbeddedBroker, make_client: Any, topic: str, partition_key: str, expected: str | None
+    broker: BrokerUnderTest, make_client: Any, topic: str, partition_key: str, expected: str | None
 ) -> None:
     client = make_client(broker.bootstrap_servers, partition_key=partition_key)
     (event_id,) = track(client, 1)
@@ -122,19 +123,21 @@ def test_partition_key_option(
     assert record.key == (event_id.encode() if expected else None)
 
 
-def test_events_sent_before_any_broker_exists_are_delivered_when_it_starts(make_client: Any, topic: str) -> None:
+def test_events_sent_before_any_broker_exists_are_delivered_when_it_starts(
+    make_client: Any, topic: str, broker_on_port: Any
+) -> None:
     port = free_port()
     client = make_client(f"127.0.0.1:{port}")
     sent = track(client, 5000)
     assert sum(_pending(client)) == 5000
-    with EmbeddedBroker(port=port) as broker:
+    with broker_on_port(port) as broker:
         assert client.flush(timeout=120)
         records = broker.read_topic(topic, expected=5000)
     assert set(event_ids(records)) == set(sent)
 
 
 def test_broker_outage_in_the_middle_of_a_drain_loses_nothing(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: BrokerUnderTest, make_client: Any, topic: str
 ) -> None:
     assert broker.proxy is not None
     client = make_client(broker.bootstrap_servers)
@@ -153,7 +156,7 @@ def test_broker_outage_in_the_middle_of_a_drain_loses_nothing(
 
 
 def test_outage_logs_one_warning_and_one_recovery(
-    broker: EmbeddedBroker, make_client: Any, caplog: pytest.LogCaptureFixture
+    broker: BrokerUnderTest, make_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert broker.proxy is not None
     client = make_client(broker.bootstrap_servers)
@@ -175,7 +178,7 @@ def test_outage_logs_one_warning_and_one_recovery(
 
 
 def test_process_killed_with_broker_down_is_replayed_by_the_next_process(
-    make_client: Any, spool_dir: Path, topic: str
+    make_client: Any, spool_dir: Path, topic: str, broker_on_port: Any
 ) -> None:
     port = free_port()
     process = subprocess.Popen(
@@ -191,14 +194,14 @@ def test_process_killed_with_broker_down_is_replayed_by_the_next_process(
     process.kill()
     process.wait(timeout=30)
     assert len(sent) == 2000
-    with EmbeddedBroker(port=port) as broker:
+    with broker_on_port(port) as broker:
         client = make_client(broker.bootstrap_servers)
         assert client.flush(timeout=120)
         records = broker.read_topic(topic, expected=2000)
     assert set(event_ids(records)) == set(sent)
 
 
-def test_exit_hook_delivers_what_was_tracked(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
+def test_exit_hook_delivers_what_was_tracked(broker: BrokerUnderTest, spool_dir: Path, topic: str) -> None:
     subprocess.run(
         [sys.executable, str(PROGRAMS / "exit_without_close.py"), str(spool_dir), broker.bootstrap_servers, "300",
          topic],
@@ -212,7 +215,7 @@ def test_exit_hook_delivers_what_was_tracked(broker: EmbeddedBroker, spool_dir: 
 
 
 def test_poison_record_is_dead_lettered_and_does_not_block_the_rest(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: BrokerUnderTest, make_client: Any, topic: str
 ) -> None:
     client = make_client(broker.bootstrap_servers, max_retries=2, max_text_length=3_000_000)
     before = track(client, 5)
@@ -230,7 +233,7 @@ def test_poison_record_is_dead_lettered_and_does_not_block_the_rest(
     assert poison not in event_ids(records)
 
 
-def test_send_and_wait_raises_send_error_for_a_dead_letter(broker: EmbeddedBroker, make_client: Any) -> None:
+def test_send_and_wait_raises_send_error_for_a_dead_letter(broker: BrokerUnderTest, make_client: Any) -> None:
     client = make_client(broker.bootstrap_servers, max_retries=1, max_text_length=3_000_000)
     event = (
         sentinel.EventBuilder(client.config).service("svc").model("m").prompt("x" * 2_000_000, 1)
@@ -246,7 +249,7 @@ def test_send_and_wait_raises_send_error_for_a_dead_letter(broker: EmbeddedBroke
 # --- waiting and closing -----------------------------------------------------------------------------------
 
 
-def test_send_and_wait_returns_once_acked(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+def test_send_and_wait_returns_once_acked(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:
     client = make_client(broker.bootstrap_servers)
     event = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
     built = event.build()
@@ -256,7 +259,7 @@ def test_send_and_wait_returns_once_acked(broker: EmbeddedBroker, make_client: A
 
 
 def test_send_and_wait_times_out_and_the_event_is_still_delivered(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: BrokerUnderTest, make_client: Any, topic: str
 ) -> None:
     client = make_client(broker.bootstrap_servers)
     event = build()
@@ -324,14 +327,14 @@ def test_calls_after_close_raise_client_closed(make_client: Any) -> None:
     client.close()  # closing twice is harmless
 
 
-def test_context_manager_closes(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
+def test_context_manager_closes(broker: BrokerUnderTest, spool_dir: Path, topic: str) -> None:
     with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as client:
         track(client, 10)
     assert client.closed
     assert len(broker.read_topic(topic, expected=10)) >= 10
 
 
-def test_from_env(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
+def test_from_env(broker: BrokerUnderTest, spool_dir: Path, topic: str) -> None:
     environ = {"SENTINEL_BROKERS": broker.bootstrap_servers, "SENTINEL_TOPIC": topic,
                "SENTINEL_SPOOL_DIR": str(spool_dir), "SENTINEL_COMPRESSION": "gzip"}  # fmt: skip
     with sentinel.Client.from_env(environ) as client:
@@ -351,7 +354,7 @@ def build(n: int = 0) -> sentinel.TelemetryEvent:
     )  # fmt: skip
 
 
-def test_send_batch_delivers_all(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+def test_send_batch_delivers_all(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:
     client = make_client(broker.bootstrap_servers)
     events = [build(n) for n in range(1000)]
     assert client.send_batch(events) == [event.event_id for event in events]
@@ -402,7 +405,7 @@ def test_missing_codec_library_is_a_config_error_naming_the_extra(monkeypatch: p
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
-def test_each_compression_codec_round_trips(broker: EmbeddedBroker, make_client: Any, topic: str, codec: str) -> None:
+def test_each_compression_codec_round_trips(broker: BrokerUnderTest, make_client: Any, topic: str, codec: str) -> None:
     client = make_client(broker.bootstrap_servers, compression=codec)
     events = [build(n) for n in range(50)]
     client.send_batch(events)
@@ -411,7 +414,7 @@ def test_each_compression_codec_round_trips(broker: EmbeddedBroker, make_client:
     assert sorted(record.value for record in records) == sorted(event.to_json() for event in events)
 
 
-def test_forked_child_and_parent_both_deliver(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+def test_forked_child_and_parent_both_deliver(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:
     client = make_client(broker.bootstrap_servers)
     parent_ids = track(client, 50, service="parent")
     read, write = os.pipe()
@@ -441,7 +444,7 @@ def test_forked_child_and_parent_both_deliver(broker: EmbeddedBroker, make_clien
     assert set(event_ids(records)) == set(parent_ids) | set(child_ids)
 
 
-def test_concurrent_senders_lose_nothing(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+def test_concurrent_senders_lose_nothing(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:
     client = make_client(broker.bootstrap_servers)
     results: list[list[str]] = [[] for _ in range(8)]
 
@@ -460,7 +463,7 @@ def test_concurrent_senders_lose_nothing(broker: EmbeddedBroker, make_client: An
 
 
 def test_async_mode_delivers_and_close_writes_what_is_buffered(
-    broker: EmbeddedBroker, make_client: Any, topic: str, spool_dir: Path
+    broker: BrokerUnderTest, make_client: Any, topic: str, spool_dir: Path
 ) -> None:
     client = make_client(broker.bootstrap_servers, async_mode=True, batch_timeout=0.05)
     assert client.config.durability == "async"
@@ -473,7 +476,7 @@ def test_async_mode_delivers_and_close_writes_what_is_buffered(
     assert {event["event_id"] for event in drain_all(spool_dir / "b")} == set(kept)
 
 
-def test_stats_after_close_are_the_final_figures(broker: EmbeddedBroker, make_client: Any) -> None:
+def test_stats_after_close_are_the_final_figures(broker: BrokerUnderTest, make_client: Any) -> None:
     client = make_client(broker.bootstrap_servers)
     track(client, 25)
     client.close(timeout=30)
@@ -488,7 +491,7 @@ def test_async_flush_never_claims_delivery_without_a_broker(make_client: Any) ->
         assert client.flush(timeout=0.01) is False
 
 
-def test_stats_while_adopted_files_drain_and_vanish(broker: EmbeddedBroker, make_client: Any, spool_dir: Path) -> None:
+def test_stats_while_adopted_files_drain_and_vanish(broker: BrokerUnderTest, make_client: Any, spool_dir: Path) -> None:
     for _ in range(30):  # thirty files left by clients that are gone
         dead = sentinel.Client(brokers=["127.0.0.1:1"], spool_dir=spool_dir, write_timeout=0.5)
         track(dead, 5)
@@ -533,7 +536,7 @@ def test_a_hung_close_still_releases_the_producer(make_client: Any) -> None:
 # --- hooks and callbacks ----------------------------------------------------------------------------------
 
 
-def test_before_send_can_redact_and_drop(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
+def test_before_send_can_redact_and_drop(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:
     def redact(event: sentinel.TelemetryEvent) -> sentinel.TelemetryEvent | None:
         if event.metadata.get("drop") == "yes":
             return None
@@ -562,7 +565,7 @@ def test_before_send_result_is_validated_again(make_client: Any) -> None:
     assert sum(_pending(client)) == 0
 
 
-def test_on_delivery_and_on_error_callbacks(broker: EmbeddedBroker, make_client: Any) -> None:
+def test_on_delivery_and_on_error_callbacks(broker: BrokerUnderTest, make_client: Any) -> None:
     delivered: list[str] = []
     failed: list[sentinel.SendError] = []
 

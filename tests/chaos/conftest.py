@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-
-from sentinel_durable.testing import EmbeddedBroker
+from conftest import BrokerUnderTest
 
 DEFAULT_ROUNDS = 6
 
@@ -20,10 +19,9 @@ _report_key = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture
-def chaos_broker() -> Iterator[EmbeddedBroker]:
-    """Tansu behind a proxy: ``proxy.cut()`` takes the broker away without losing what it holds."""
-    with EmbeddedBroker(with_proxy=True) as broker:
-        yield broker
+def chaos_broker(broker: BrokerUnderTest) -> BrokerUnderTest:
+    """The run's broker behind a proxy: ``proxy.cut()`` takes it away without losing what it holds."""
+    return broker
 
 
 @pytest.fixture

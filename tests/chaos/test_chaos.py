@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pytest
+from conftest import BrokerUnderTest
 
 import sentinel_durable as sentinel
-from sentinel_durable.testing import EmbeddedBroker
 
 SENDER = Path(__file__).parent / "chaos_sender.py"
 
@@ -148,7 +148,7 @@ def take_line(run: ChaosRun, seen: list[tuple[str, float]], line: str, read_at: 
 def run_rounds(
     mode: Mode,
     transport: str,
-    broker: EmbeddedBroker,
+    broker: BrokerUnderTest,
     spool_dir: Path,
     topic: str,
     rounds: int,
@@ -200,7 +200,7 @@ def run_rounds(
     return run
 
 
-def drain_spool(broker: EmbeddedBroker, spool_dir: Path, topic: str, mode: Mode, transport: str) -> sentinel.Stats:
+def drain_spool(broker: BrokerUnderTest, spool_dir: Path, topic: str, mode: Mode, transport: str) -> sentinel.Stats:
     """A fresh client drains what the killed senders left on disk; returns its stats."""
     client = sentinel.Client(
         brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir, durability=mode,
@@ -213,7 +213,7 @@ def drain_spool(broker: EmbeddedBroker, spool_dir: Path, topic: str, mode: Mode,
         client.close(timeout=5)
 
 
-def read_back(broker: EmbeddedBroker, topic: str, expected: int) -> dict[str, list[bytes]]:
+def read_back(broker: BrokerUnderTest, topic: str, expected: int) -> dict[str, list[bytes]]:
     """Every record of the topic, grouped by event id (duplicates included)."""
     try:
         records = broker.read_topic(topic, expected=expected, timeout=READ_TIMEOUT_S)
@@ -233,7 +233,7 @@ def read_back(broker: EmbeddedBroker, topic: str, expected: int) -> dict[str, li
 def test_every_acknowledged_event_survives_sigkill_and_broker_outages(
     mode: Mode,
     transport: str,
-    chaos_broker: EmbeddedBroker,
+    chaos_broker: BrokerUnderTest,
     chaos_rounds: int,
     chaos_seed: int,
     chaos_report: Callable[[str], None],
