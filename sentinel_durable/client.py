@@ -156,8 +156,9 @@ class Client:
 
         With ``wait=True`` return only once Kafka acked it (the Go SDK's synchronous
         ``Send``): ``DeliveryTimeoutError`` after ``timeout`` seconds (default
-        ``write_timeout``) — ``BrokerConnectionError`` if no broker could be reached — and
-        ``SendError`` if it was dead-lettered. The event stays spooled on a timeout.
+        ``write_timeout``; its message says why when the deployment refuses the events: an ACL, a
+        missing topic, a refused login) — ``BrokerConnectionError`` if no broker could be reached —
+        and ``SendError`` if it was dead-lettered. The event stays spooled on a timeout.
         """
         self._check_usable()
         validated = validate_event(event, self._rules)
@@ -180,8 +181,10 @@ class Client:
             self._flusher.kick()
             limit = self._config.write_timeout if timeout is None else timeout
             if not waiter.done.wait(timeout=limit):
-                error = DeliveryTimeoutError(f"event {checked.event_id} not acked", timeout=limit, pending=1)
-                if self._flusher.counters.broker_connected is False:
+                counters = self._flusher.counters
+                refused = f": Kafka refuses the events ({counters.last_error})" if self._flusher.blocked else ""
+                error = DeliveryTimeoutError(f"event {checked.event_id} not acked{refused}", timeout=limit, pending=1)
+                if self._flusher.counters.broker_connected is False and not refused:
                     raise BrokerConnectionError(
                         f"no broker reachable: {self._flusher.counters.last_error}", brokers=self._config.brokers
                     ) from error

@@ -15,20 +15,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from .config import Config
 from .spool import ClaimedRecord
-from .transport import DELIVERED, Outcome, RecordResult, record_headers, record_key
+from .transport import (
+    DELIVERED,
+    Outcome,
+    RecordResult,
+    login_refused,
+    record_headers,
+    record_key,
+    too_large,
+    topic_denied,
+    topic_missing,
+)
 
 logger = logging.getLogger(__name__)
 
 #: librdkafka error codes that belong to one record: dead-lettered after max_retries attempts.
 _RECORD_FAILURES = frozenset(
     {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.TOPIC_EXCEPTION,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
         KafkaError.INVALID_MSG,
         KafkaError.INVALID_TIMESTAMP,
         KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
@@ -37,6 +44,15 @@ _RECORD_FAILURES = frozenset(
         KafkaError._INVALID_ARG,
     }
 )
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+#: Codes that belong to the deployment: never dead-lettered, retried until an operator fixes it.
+_TOPIC_REFUSED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.TOPIC_EXCEPTION})
+_TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+#: Client-level errors that say why nothing gets through better than "all brokers down" does.
+_LOGIN_REFUSED = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
+_SPECIFIC_CLIENT_ERRORS = _LOGIN_REFUSED | {KafkaError._SSL}
+#: How long the topic's max.message.bytes, once read, is trusted.
+_LIMIT_TTL_S = 60.0
 #: Codes that mean no broker could be reached.
 _UNREACHABLE = frozenset(
     {
@@ -50,6 +66,9 @@ _UNREACHABLE = frozenset(
     }
 )
 _ACKS = {-1: "all", 0: "0", 1: "1"}
+#: Producer settings an AdminClient does not take.
+_PRODUCER_ONLY = frozenset({"acks", "compression.type", "linger.ms", "batch.size", "enable.idempotence",
+                            "message.timeout.ms", "request.timeout.ms"})  # fmt: skip
 
 
 def producer_settings(config: Config) -> dict[str, Any]:
@@ -88,9 +107,15 @@ def producer_settings(config: Config) -> dict[str, Any]:
     return settings
 
 
-def classify(error: KafkaError) -> RecordResult:
+def classify(error: KafkaError, config: Config) -> RecordResult:
     code = error.code()
     text = f"KafkaError {error.name()}: {error.str()}"
+    if code in _TOPIC_REFUSED:
+        return topic_denied(config, text)
+    if code in _TOPIC_MISSING:
+        return topic_missing(config, text)
+    if code in _LOGIN_REFUSED:
+        return login_refused(text)
     if code in _RECORD_FAILURES:
         return RecordResult(Outcome.FAILED, text)
     return RecordResult(Outcome.RETRY, text, unreachable=code in _UNREACHABLE)
@@ -102,6 +127,8 @@ class ConfluentTransport:
         self._producer: Producer | None = None
         self._fatal: str | None = None
         self._client_error: str | None = None  # the last client-level error: why nothing is acked
+        self._client_error_code: int | None = None
+        self._limit: tuple[float, int | None] | None = None  # (read at, the topic's max.message.bytes)
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
@@ -113,7 +140,10 @@ class ConfluentTransport:
         # Client-level errors (all brokers down, authentication...) come here, not per record.
         if error.fatal():
             self._fatal = f"{error.name()}: {error.str()}"
+        if self._client_error_code in _SPECIFIC_CLIENT_ERRORS and error.code() not in _SPECIFIC_CLIENT_ERRORS:
+            return  # "all brokers down" after a refused login: the login is the news
         self._client_error = f"{error.name()}: {error.str()}"
+        self._client_error_code = error.code()
         logger.debug("librdkafka: %s", error.str())
 
     def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
@@ -123,7 +153,7 @@ class ConfluentTransport:
         topic = self._config.topic
 
         def delivered(index: int, error: KafkaError | None, _message: object) -> None:
-            results[index] = DELIVERED if error is None else classify(error)
+            results[index] = DELIVERED if error is None else classify(error, self._config)
 
         for index, record in enumerate(records):
             callback = functools.partial(delivered, index)
@@ -144,16 +174,54 @@ class ConfluentTransport:
                         break
                     producer.poll(0.05)
                 except KafkaException as exc:
-                    results[index] = classify(exc.args[0])
+                    results[index] = classify(exc.args[0], self._config)
                     break
         producer.flush(max(0.0, deadline - time.monotonic()))
         if self._fatal is not None:
             logger.warning("making a new Kafka producer (%s)", self._fatal)
             self._discard_producer()
-        reason = f"no ack within {timeout:g}s" + (f" ({self._client_error})" if self._client_error else "")
         if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
-            self._client_error = None  # the broker answers again
-        return [result or RecordResult(Outcome.RETRY, reason, unreachable=True) for result in results]
+            self._client_error = self._client_error_code = None  # the broker answers again
+        for index, result in enumerate(results):
+            if result is not None and result.error is not None and result.outcome is not Outcome.DELIVERED:
+                error = result.error
+                if any(code_name in error for code_name in ("MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE")):
+                    results[index] = too_large(error, records[index], self._topic_size_limit(), topic)
+                elif "_MSG_TIMED_OUT" in error and self._client_error is None and self._topic_missing(producer):
+                    results[index] = topic_missing(self._config, error)
+        return [result or self._no_ack(timeout) for result in results]
+
+    def _no_ack(self, timeout: float) -> RecordResult:
+        reason = f"no ack within {timeout:g}s" + (f" ({self._client_error})" if self._client_error else "")
+        if self._client_error_code in _LOGIN_REFUSED:
+            return login_refused(reason)
+        return RecordResult(Outcome.RETRY, reason, unreachable=True)
+
+    def _topic_missing(self, producer: Producer) -> bool:
+        """After a delivery timed out with the brokers up: is the topic unknown to them?"""
+        try:
+            metadata = producer.list_topics(self._config.topic, timeout=2.0)
+        except KafkaException:
+            return False
+        topic = metadata.topics.get(self._config.topic)
+        return topic is not None and topic.error is not None and topic.error.code() in _TOPIC_MISSING
+
+    def _topic_size_limit(self) -> int | None:
+        """The topic's max.message.bytes, read with an admin request (cached); None if it cannot be read."""
+        now = time.monotonic()
+        if self._limit is not None and now - self._limit[0] < _LIMIT_TTL_S:
+            return self._limit[1]
+        limit: int | None = None
+        settings = {key: value for key, value in producer_settings(self._config).items()
+                    if key not in _PRODUCER_ONLY}  # fmt: skip
+        try:
+            resource = ConfigResource("topic", self._config.topic)
+            for future in AdminClient(settings).describe_configs([resource]).values():
+                limit = int(future.result(timeout=self._config.write_timeout)["max.message.bytes"].value)
+        except Exception as exc:
+            logger.debug("could not read max.message.bytes of %s: %s", self._config.topic, exc)
+        self._limit = (now, limit)
+        return limit
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None

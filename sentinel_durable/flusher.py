@@ -97,6 +97,7 @@ class Flusher:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._random = random.Random()
+        self._blocked = False  # the deployment refuses every record (reported once, at ERROR)
 
     # -- control (caller threads) ------------------------------------------------------------
 
@@ -107,6 +108,11 @@ class Flusher:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    @property
+    def blocked(self) -> bool:
+        """True while the deployment refuses every record (a denied or missing topic, a refused login)."""
+        return self._blocked
 
     def notify_spooled(self) -> None:
         self._work.set()
@@ -209,11 +215,27 @@ class Flusher:
             self._transport = self._transport_factory(self._config)
         timeout = max(0.1, min(self._config.write_timeout, self._deadline - time.monotonic()))
         try:
-            results = self._transport.deliver(claim.records, timeout)
+            results = self._deliver_records(self._transport, claim.records, timeout)
         except Exception as exc:  # transports report per record; this is a bug in one
             logger.exception("transport failed on a batch")
             results = [RecordResult(Outcome.RETRY, f"transport: {exc}")] * len(claim.records)
         return self._settle(claim, results)
+
+    def _deliver_records(
+        self, transport: Transport, records: Sequence[ClaimedRecord], timeout: float
+    ) -> list[RecordResult]:
+        results = transport.deliver(records, timeout)
+        refused = [index for index, result in enumerate(results) if result.too_large]
+        if len(refused) > 1:
+            # A broker refuses a whole produce batch that is over the topic's max.message.bytes,
+            # and librdkafka does not split it: deliver the refused records again in halves until
+            # each failure left is one record's own, so the records beside it are not blamed.
+            half = len(refused) // 2
+            for part in (refused[:half], refused[half:]):
+                for index, result in zip(part, self._deliver_records(transport, [records[i] for i in part], timeout),
+                                         strict=True):  # fmt: skip
+                    results[index] = result
+        return results
 
     def _settle(self, claim: Claim, results: Sequence[RecordResult]) -> bool:
         delivered: list[ClaimedRecord] = []
@@ -221,6 +243,7 @@ class Flusher:
         failing: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # their fault: attempt counted
         dead: dict[str, list[ClaimedRecord]] = defaultdict(list)
         unreachable = False
+        blocked: str | None = None
         max_attempts = max(1, self._config.max_retries)
         for record, result in zip(claim.records, results, strict=True):
             if result.outcome is Outcome.DELIVERED:
@@ -228,6 +251,9 @@ class Flusher:
             elif result.outcome is Outcome.RETRY:
                 waiting[result.error].append(record)
                 unreachable = unreachable or result.unreachable
+            elif result.outcome is Outcome.BLOCKED:  # the deployment's fault: no attempt counted
+                waiting[result.error].append(record)
+                blocked = blocked or result.error
             elif record.attempts + 1 >= max_attempts:
                 dead[result.error or "failed"].append(record)
             else:
@@ -241,6 +267,7 @@ class Flusher:
             self._spool.dead_letter(claim, records, error)
             logger.error("dead-lettered %d events after %d attempts: %s", len(records), max_attempts, error)
         self._count(claim, delivered, waiting, failing, dead, unreachable)
+        self._report_blocked(blocked, delivered, sum(map(len, waiting.values())))
         self._resolve_waiters(delivered, dead)
         self._notify_callbacks(delivered, dead)
         with self._settled:
@@ -281,6 +308,18 @@ class Flusher:
                 counters.last_error,
             )
             counters.broker_connected = False
+
+    def _report_blocked(self, blocked: str | None, delivered: list[ClaimedRecord], waiting: int) -> None:
+        """One ERROR when the deployment starts refusing every record, one INFO when it stops."""
+        if blocked is not None and not self._blocked:
+            logger.error(
+                "Kafka refuses the events: %s. They stay in the spool (%d in this batch) and are retried"
+                " with backoff until this is fixed; none is dead-lettered for it.", blocked, waiting,
+            )  # fmt: skip
+            self._blocked = True
+        elif delivered and self._blocked:
+            logger.info("Kafka accepts the events again; delivering the spooled backlog")
+            self._blocked = False
 
     def _resolve_waiters(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
         if not self._waiters:

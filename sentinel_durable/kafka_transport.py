@@ -21,12 +21,23 @@ with warnings.catch_warnings():
     # kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources API;
     # under -W error (or a test suite's filterwarnings=error) that would stop every delivery.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaProducer
+    from kafka import KafkaAdminClient, KafkaProducer
     from kafka import errors as kafka_errors
+    from kafka.admin import ConfigResource, ConfigResourceType
 
 from .config import Config
 from .spool import ClaimedRecord
-from .transport import DELIVERED, Outcome, RecordResult, record_headers, record_key
+from .transport import (
+    DELIVERED,
+    Outcome,
+    RecordResult,
+    login_refused,
+    record_headers,
+    record_key,
+    too_large,
+    topic_denied,
+    topic_missing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,22 +64,54 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+class _LoginFailures(logging.Filter):
+    """kafka-python gives up bootstrapping with "Unable to bootstrap" alone; the refused SASL
+    login that made it give up is only in its log records. Keep the latest, to name it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: tuple[float, BaseException] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            if isinstance(arg, kafka_errors.SaslAuthenticationFailedError):
+                self.latest = (time.monotonic(), arg)
+        return True
+
+    def since(self, started: float) -> BaseException | None:
+        latest = self.latest
+        return latest[1] if latest is not None and latest[0] >= started else None
+
+
 _REDACT = _RedactSecrets()
+_LOGIN_FAILURES = _LoginFailures()
 for _name in [name for name in logging.root.manager.loggerDict if name == "kafka" or name.startswith("kafka.")]:
     logging.getLogger(_name).addFilter(_REDACT)  # filters act on each logger's own records
+logging.getLogger("kafka.net.manager").addFilter(_LOGIN_FAILURES)
 
 #: Failures that belong to one record: retrying it can never succeed, so it is dead-lettered
 #: after max_retries attempts while the records behind it go on.
 _RECORD_FAILURES: tuple[type[BaseException], ...] = (
-    kafka_errors.MessageSizeTooLargeError,
-    kafka_errors.RecordListTooLargeError,
-    kafka_errors.InvalidTopicError,
-    kafka_errors.TopicAuthorizationFailedError,
     kafka_errors.CorruptRecordError,
     kafka_errors.InvalidTimestampError,
     kafka_errors.UnsupportedForMessageFormatError,
     kafka_errors.PolicyViolationError,
 )
+_TOO_LARGE: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+)
+#: Failures that belong to the deployment (an ACL, a topic name the brokers refuse): every record
+#: would fail the same way, so none is dead-lettered; retried until an operator fixes it.
+_TOPIC_REFUSED: tuple[type[BaseException], ...] = (
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.InvalidTopicError,
+)
+_LOGIN_REFUSED: tuple[type[BaseException], ...] = (kafka_errors.SaslAuthenticationFailedError,)
+#: How long the topic's max.message.bytes, once read, is trusted.
+_LIMIT_TTL_S = 60.0
+
 #: Failures after which this producer is not to be trusted again.
 _PRODUCER_FAILURES: tuple[type[BaseException], ...] = (
     kafka_errors.UnknownProducerIdError,
@@ -165,8 +208,12 @@ def tls_diagnosis(config: Config, timeout: float = 2.0) -> str | None:
     return None
 
 
-def classify(error: BaseException) -> RecordResult:
+def classify(error: BaseException, config: Config) -> RecordResult:
     """Map a kafka-python failure to what the flusher should do with the record."""
+    if isinstance(error, _TOPIC_REFUSED):
+        return topic_denied(config, _describe(error))
+    if isinstance(error, _LOGIN_REFUSED):
+        return login_refused(_describe(error))
     if isinstance(error, _RECORD_FAILURES):
         return RecordResult(Outcome.FAILED, _describe(error))
     return RecordResult(Outcome.RETRY, _describe(error), unreachable=isinstance(error, _UNREACHABLE))
@@ -176,6 +223,7 @@ class KafkaPythonTransport:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._producer: Any = None
+        self._limit: tuple[float, int | None] | None = None  # (read at, the topic's max.message.bytes)
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
@@ -190,11 +238,15 @@ class KafkaPythonTransport:
         return self._producer
 
     def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         try:
             producer = self._ensure_producer()
-        except Exception as exc:  # no broker answered the bootstrap, bad TLS files...
-            result = classify(exc)
+        except Exception as exc:  # no broker answered the bootstrap, bad TLS files, a refused login...
+            result = classify(exc, self._config)
+            refused = _LOGIN_FAILURES.since(started) if self._config.sasl_mechanism is not None else None
+            if refused is not None:
+                return [login_refused(f"{_describe(exc)}; {_describe(refused)}")] * len(records)
             reason = tls_diagnosis(self._config) if self._config.security_protocol.endswith("SSL") else None
             if result.outcome is Outcome.FAILED or reason:
                 error = f"{result.error}; {reason}" if reason else result.error
@@ -213,9 +265,9 @@ class KafkaPythonTransport:
                     timestamp_ms=record.event_time_ms,
                 )
             except Exception as exc:
-                result = classify(exc)
+                result = self._classify_send_failure(exc, producer, record)
                 results[index] = result
-                if result.outcome is Outcome.RETRY:
+                if result.outcome in (Outcome.RETRY, Outcome.BLOCKED):
                     # Metadata or buffer space is not coming (send() already waited for it):
                     # the rest of the batch would wait the same way. Retry them all later.
                     for rest in range(index + 1, len(records)):
@@ -233,10 +285,46 @@ class KafkaPythonTransport:
                 results[index] = DELIVERED
             else:
                 error = future.exception
-                results[index] = classify(error)
+                results[index] = self._classify_send_failure(error, producer, records[index])
                 if isinstance(error, _PRODUCER_FAILURES):
                     self._discard_producer(f"producer failed: {_describe(error)}")
         return [result or RecordResult(Outcome.RETRY, "not sent") for result in results]
+
+    def _classify_send_failure(self, error: BaseException, producer: Any, record: ClaimedRecord) -> RecordResult:
+        if isinstance(error, _TOO_LARGE):
+            return too_large(_describe(error), record, self._topic_size_limit(), self._config.topic)
+        if isinstance(error, kafka_errors.KafkaTimeoutError) and self._topic_missing(producer):
+            return topic_missing(self._config, _describe(error))
+        return classify(error, self._config)
+
+    def _topic_missing(self, producer: Any) -> bool:
+        """After a metadata wait timed out: the brokers answered, and the topic is not among theirs."""
+        metadata = getattr(producer, "_metadata", None)  # kafka-python's ClusterMetadata
+        try:
+            return bool(metadata is not None and metadata.brokers() and self._config.topic not in metadata.topics())
+        except Exception:
+            return False
+
+    def _topic_size_limit(self) -> int | None:
+        """The topic's max.message.bytes, read with an admin request (cached); None if it cannot be read."""
+        now = time.monotonic()
+        if self._limit is not None and now - self._limit[0] < _LIMIT_TTL_S:
+            return self._limit[1]
+        limit: int | None = None
+        options = producer_options(self._config)
+        admin_options = {key: value for key, value in options.items() if key in KafkaAdminClient.DEFAULT_CONFIG}
+        try:
+            admin = KafkaAdminClient(**admin_options)
+            try:
+                resource = ConfigResource(ConfigResourceType.TOPIC, self._config.topic, configs=["max.message.bytes"])
+                described = admin.describe_configs([resource])
+                limit = int(described["topic"][self._config.topic]["max.message.bytes"]["value"])
+            finally:
+                admin.close()
+        except Exception as exc:
+            logger.debug("could not read max.message.bytes of %s: %s", self._config.topic, _describe(exc))
+        self._limit = (now, limit)
+        return limit
 
     def _discard_producer(self, reason: str) -> None:
         producer, self._producer = self._producer, None

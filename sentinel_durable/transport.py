@@ -41,7 +41,10 @@ _CODECS = {"snappy": ("snappy", "python-snappy"), "lz4": ("lz4", "sentinel-durab
 class Outcome(Enum):
     DELIVERED = "delivered"
     RETRY = "retry"  # the broker was away or slow: try again later, forever
-    FAILED = "failed"  # this record cannot be delivered as it is (too large, bad topic...)
+    #: The deployment refuses every record (topic denied by an ACL, topic missing, bad
+    #: credentials): not the record's fault. Retried forever like RETRY, reported at ERROR.
+    BLOCKED = "blocked"
+    FAILED = "failed"  # this record cannot be delivered as it is (too large, bad timestamp...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class RecordResult:
     error: str | None = None
     #: True when the failure says the brokers cannot be reached (for stats and logging).
     unreachable: bool = False
+    #: True when the broker refused the record (or the batch it was in) as too large.
+    too_large: bool = False
 
 
 DELIVERED = RecordResult(Outcome.DELIVERED)
@@ -85,6 +90,50 @@ def record_headers(record: ClaimedRecord) -> list[tuple[str, bytes]]:
         ("model", record.model.encode()),
         *_CONSTANT_HEADERS,
     ]
+
+
+def principal(config: Config) -> str:
+    """Who the brokers see this client as, in the words of an operator's ACL."""
+    if config.sasl_mechanism is not None:
+        return f"User:{config.sasl_username}"
+    if config.ssl_certfile is not None:
+        return "User:<the client certificate's subject>"
+    return "User:ANONYMOUS"
+
+
+def topic_denied(config: Config, error: str) -> RecordResult:
+    return RecordResult(
+        Outcome.BLOCKED,
+        f"{error}: Kafka refuses {principal(config)} writes to topic {config.topic!r}"
+        " (an ACL must allow WRITE and DESCRIBE on it)",
+    )
+
+
+def topic_missing(config: Config, error: str) -> RecordResult:
+    return RecordResult(
+        Outcome.BLOCKED,
+        f"{error}: topic {config.topic!r} does not exist and the brokers do not create it"
+        " (auto.create.topics.enable=false): create it",
+    )
+
+
+def login_refused(error: str) -> RecordResult:
+    return RecordResult(Outcome.BLOCKED, f"{error}: the brokers refused the login (check the SASL credentials)")
+
+
+def too_large(error: str, record: ClaimedRecord, limit: int | None, topic: str) -> RecordResult:
+    size = record_size(record)
+    allowed = f"max.message.bytes={limit}" if limit is not None else "its max.message.bytes (could not be read)"
+    return RecordResult(
+        Outcome.FAILED, f"{error}: the record is {size} bytes, more than topic {topic!r} accepts ({allowed})",
+        too_large=True,
+    )  # fmt: skip
+
+
+def record_size(record: ClaimedRecord) -> int:
+    """Value, key and headers: about what the record takes in a batch, before compression."""
+    headers = sum(len(name) + len(value) for name, value in record_headers(record))
+    return len(record.data) + len(record.service_name) + headers
 
 
 def check_transport_config(config: Config) -> None:
