@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench_common import (
     dir_bytes,
@@ -26,7 +26,7 @@ from bench_common import (
 )
 
 import sentinel_durable as sentinel
-from sentinel_durable.testing import EmbeddedBroker, wait_until
+from sentinel_durable.testing import wait_until
 
 #: How long a client may take to deliver what is left when a measurement is over (the rest
 #: stays in its temporary spool, which is then removed).
@@ -36,6 +36,15 @@ DRAIN_TIMEOUT = 900.0
 #: How often the parent samples the drain child's memory and spool size.
 SAMPLE_INTERVAL = 0.1
 CHILD = Path(__file__).with_name("bench_drain_child.py")
+
+
+class Broker(Protocol):
+    """What a drain needs of a broker: ``EmbeddedBroker`` (Tansu) and the tests' ``KafkaCluster`` both have it."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    def read_topic(self, topic: str, expected: int | None = None, timeout: float = ...) -> list[Any]: ...
 
 
 @contextlib.contextmanager
@@ -136,7 +145,7 @@ class DrainFigures:
 
 
 def drain_rate(
-    broker: EmbeddedBroker,
+    broker: Broker,
     topic: str,
     template: sentinel.TelemetryEvent,
     backlog: int,

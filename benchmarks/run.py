@@ -2,17 +2,24 @@
 
     .venv/bin/python benchmarks/run.py           # full counts: several minutes
     .venv/bin/python benchmarks/run.py --quick   # counts / 10: about a minute
+    .venv/bin/python benchmarks/run.py --broker apache-kafka   # + the broker rows on Apache Kafka
 
 Starts the embedded broker (Tansu, memory storage), measures the baselines (plain
 kafka-python, persist-queue, a naive persist-queue -> Kafka loop, a batched SQLite insert,
 fsync) and our figures, and prints one Markdown table: each figure of ours beside its ratio
 to the matching baseline and the issue's target. Progress goes to stderr, the table to
 stdout. Benchmarks are not tests: nothing here asserts on timings.
+
+``--broker apache-kafka`` then stops Tansu, starts one Apache Kafka broker (KRaft, the tests'
+launcher: Java 17+ and Maven) and measures the rows that depend on the broker again on it:
+the kafka-python producer baselines and the drains with both transports, in a section of
+their own whose ratios are to the baseline measured on that broker.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
@@ -21,9 +28,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
+from xml.etree import ElementTree
 
 import bench_baselines as baselines
 import bench_ours as ours
@@ -53,6 +62,13 @@ T = TypeVar("T")
 
 NOT_IMPLEMENTED = "n/a (transport not implemented)"
 BIG_DRAIN = "drain the big backlog (child process)"
+APACHE_KAFKA = "apache-kafka"
+AK_START = "start Apache Kafka"
+#: Where the tests' Apache Kafka launcher is (``apache_kafka/launcher.py``, with its ``pom.xml``).
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+#: Partitions of the topics created on Apache Kafka: what Tansu and the launcher's brokers give
+#: an auto-created topic.
+TOPIC_PARTITIONS = 4
 
 
 class Run:
@@ -73,11 +89,12 @@ class Run:
         progress(f"  {label}: {time.perf_counter() - started:.1f}s")
         return result
 
-    def missing(self, label: str) -> str:
-        return self.errors.get(label, "not measured")
+    def missing(self, label: str, *causes: str) -> str:
+        """The error of ``label``, else of the first of ``causes`` that failed (what it needed)."""
+        return next((self.errors[name] for name in (label, *causes) if name in self.errors), "not measured")
 
 
-def machine() -> str:
+def machine(apache_kafka: bool = False) -> str:
     model = "?"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -90,9 +107,18 @@ def machine() -> str:
             f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, kafka-python {kafka.__version__}, "
             f"persist-queue {persistqueue.__version__}, sentinel-durable {sentinel.__version__}",
             f"broker: Tansu (embedded, memory storage) on loopback; event: {EVENT_BYTES}-byte JSON",
+            *([f"and: Apache Kafka {apache_kafka_version()}, 1 KRaft node (broker + controller), log on disk, "
+               "loopback, started after Tansu stopped: the producer baselines and the drains"] if apache_kafka else []),
             f"code: {source_tree()}",
         ]
     )
+
+
+def apache_kafka_version() -> str:
+    """``kafka.version`` of the launcher's pom.xml: the broker's jars."""
+    pom = ElementTree.parse(TESTS / "apache_kafka" / "pom.xml")
+    return pom.findtext("{http://maven.apache.org/POM/4.0.0}properties/{http://maven.apache.org/POM/4.0.0}kafka.version",
+                        default="?")
 
 
 def source_tree() -> str:
@@ -141,15 +167,112 @@ def drain_note(drain: ours.DrainFigures | None) -> str:
     return "; ".join(notes)
 
 
+@dataclass(frozen=True)
+class BrokerFigures:
+    """The rows that depend on the broker, as measured on one broker."""
+
+    kafka: float | None
+    kafka_ours: float | None
+    drain: ours.DrainFigures | None
+    confluent: ours.DrainFigures | None
+
+
+def on_apache_kafka(run: Run, scale: Scale, value: bytes, claimed: ClaimedRecord, event: sentinel.TelemetryEvent,
+                    with_confluent: bool) -> BrokerFigures:
+    """The producer baselines and the drains again, on one Apache Kafka broker; it is stopped afterwards.
+
+    Topics are created first (4 partitions, as auto-created ones): on Kafka, auto-creation
+    waits for a leader election, which the drain would otherwise time. The JVM is warmed up
+    first with one untimed producer round: on a fresh broker the first round ran ~30 % slower.
+    """
+    sys.path.insert(0, str(TESTS))
+    from apache_kafka.launcher import KafkaCluster
+
+    with contextlib.ExitStack() as stack:
+        cluster = run.measure(AK_START, lambda: stack.enter_context(KafkaCluster(1)))
+        if cluster is None:
+            return BrokerFigures(None, None, None, None)
+        bootstrap = cluster.bootstrap_servers
+        progress(f"Apache Kafka broker on {bootstrap}")
+
+        def topic(tag: str) -> str:
+            return cluster.create_topic(new_topic(f"ak-{tag}"), TOPIC_PARTITIONS)
+
+        run.measure("Apache Kafka: warm-up, not in the table",
+                    lambda: baselines.kafka_python_producer(bootstrap, topic("warm-up"), value, scale.kafka_records))
+
+        return BrokerFigures(
+            kafka=run.measure(
+                "Apache Kafka: kafka-python",
+                lambda: baselines.kafka_python_producer(bootstrap, topic("kafka"), value, scale.kafka_records),
+            ),
+            kafka_ours=run.measure(
+                "Apache Kafka: kafka-python, our settings",
+                lambda: baselines.kafka_python_as_our_transport(bootstrap, topic("kafka-ours"), claimed,
+                                                                scale.kafka_records),
+            ),
+            drain=run.measure(
+                "Apache Kafka: drain kafka-python",
+                lambda: ours.drain_rate(cluster, topic("drain"), event, scale.drain_backlog),
+            ),
+            confluent=run.measure(
+                "Apache Kafka: drain confluent",
+                lambda: ours.drain_rate(cluster, topic("drain-confluent"), event, scale.drain_backlog, "confluent"),
+            ) if with_confluent else None,
+        )
+
+
+def apache_kafka_section(run: Run, scale: Scale, figures: BrokerFigures, tansu: BrokerFigures,
+                         confluent_unavailable: str | None) -> Section:
+    """The rows of ``figures`` with ratios to kafka-python on Apache Kafka; the Tansu figure in the note."""
+
+    def missing(label: str) -> str:
+        return run.missing(f"Apache Kafka: {label}", AK_START)
+
+    def beside(value: Value | None, note: str = "") -> str:
+        return "; ".join(part for part in (f"Tansu: {value}" if value else "", note) if part)
+
+    kafka_value = rate_value(figures.kafka, "records")
+    drain, confluent = figures.drain, figures.confluent
+    tansu_drain = rate_value(tansu.drain.events_per_s if tansu.drain else None, "events")
+    tansu_confluent = rate_value(tansu.confluent.events_per_s if tansu.confluent else None, "events")
+    return Section(
+        f"On Apache Kafka {apache_kafka_version()} (1 broker)",
+        [
+            Row("kafka-python KafkaProducer, acks=all, send N then flush, Apache Kafka", kafka_value,
+                missing=missing("kafka-python"),
+                note=beside(rate_value(tansu.kafka, "records"), f"N={scale.kafka_records:,}")),
+            Row("kafka-python with our transport's settings (no spool), Apache Kafka",
+                rate_value(figures.kafka_ours, "records"), "kafka-python", kafka_value,
+                missing=missing("kafka-python, our settings"),
+                note=beside(rate_value(tansu.kafka_ours, "records"), "diagnostic")),
+            Row(f"drain {scale.drain_backlog:,} backlog, kafka-python, Apache Kafka",
+                rate_value(drain.events_per_s if drain else None, "events"), "kafka-python", kafka_value,
+                Target(Check.RATIO_AT_LEAST, 0.95), missing("drain kafka-python"),
+                note=beside(tansu_drain, drain_note(drain))),
+            Row(f"drain {scale.drain_backlog:,} backlog, confluent-kafka, Apache Kafka",
+                rate_value(confluent.events_per_s if confluent else None, "events"), "kafka-python", kafka_value,
+                Target(Check.RATIO_AT_LEAST, 10), confluent_unavailable or missing("drain confluent"),
+                note=beside(tansu_confluent, drain_note(confluent))),
+        ],
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="sentinel-durable benchmarks beside their baselines (issue 6)")
     parser.add_argument("--quick", action="store_true", help="counts divided by 10: about a minute in all")
+    parser.add_argument(
+        "--broker", choices=("tansu", APACHE_KAFKA), default="tansu",
+        help="tansu: everything on the embedded Tansu broker (the default); apache-kafka: that, and then the "
+             "producer baselines and the drains again on one Apache Kafka broker (needs Java 17+ and Maven)",
+    )  # fmt: skip
     args = parser.parse_args()
+    apache_kafka = args.broker == APACHE_KAFKA
     scale = Scale().quick() if args.quick else Scale()
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # "Metadata refresh failed: Cancelled" on close
     begun = time.perf_counter()
-    header = machine()
+    header = machine(apache_kafka)
     progress(header.replace("\n", "; "))
 
     fields = track_fields()
@@ -243,6 +366,10 @@ def main() -> int:
                 lambda: ours.big_drain(bootstrap, new_topic("big"), big_dir, scale.big_backlog, EVENT_BYTES),
             )
 
+    apache_kafka_figures = (
+        on_apache_kafka(run, scale, value, claimed, event, confluent_unavailable is None) if apache_kafka else None
+    )
+
     big_missing = run.missing(BIG_DRAIN)
     big_n = f"{scale.big_backlog // 1000:,}k" if scale.big_backlog < 1_000_000 else f"{scale.big_backlog // 1_000_000}M"
     kafka_value = rate_value(kafka_rate, "records")
@@ -331,6 +458,9 @@ def main() -> int:
             ],
         ),
     ]
+    if apache_kafka_figures is not None:
+        tansu = BrokerFigures(kafka_rate, kafka_ours_rate, drain, confluent)
+        sections.append(apache_kafka_section(run, scale, apache_kafka_figures, tansu, confluent_unavailable))
     elapsed = time.perf_counter() - begun
     print(header)
     print(f"mode: {'quick (counts / 10)' if args.quick else 'full'}; took {elapsed:.0f}s\n")

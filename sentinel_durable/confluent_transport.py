@@ -45,6 +45,8 @@ _RECORD_FAILURES = frozenset(
     }
 )
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+#: Broker errors about one record that librdkafka reports for every record of its batch.
+_BATCH_VERDICTS = frozenset({KafkaError.INVALID_TIMESTAMP, KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG})
 #: Codes that belong to the deployment: never dead-lettered, retried until an operator fixes it.
 _TOPIC_REFUSED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.TOPIC_EXCEPTION})
 _TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
@@ -117,7 +119,8 @@ def classify(error: KafkaError, config: Config) -> RecordResult:
     if code in _LOGIN_REFUSED:
         return login_refused(text)
     if code in _RECORD_FAILURES:
-        return RecordResult(Outcome.FAILED, text)
+        # A broker verdict on a produce batch lands on every record of it: isolate the culprit.
+        return RecordResult(Outcome.FAILED, text, batch_refused=code in _BATCH_VERDICTS)
     return RecordResult(Outcome.RETRY, text, unreachable=code in _UNREACHABLE)
 
 
@@ -189,6 +192,8 @@ class ConfluentTransport:
                     results[index] = too_large(error, records[index], self._topic_size_limit(), topic)
                 elif "_MSG_TIMED_OUT" in error and self._client_error is None and self._topic_missing(producer):
                     results[index] = topic_missing(self._config, error)
+        if any(result is None for result in results) and self._client_error is None and self._topic_missing(producer):
+            return [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
         return [result or self._no_ack(timeout) for result in results]
 
     def _no_ack(self, timeout: float) -> RecordResult:
@@ -216,7 +221,8 @@ class ConfluentTransport:
                     if key not in _PRODUCER_ONLY}  # fmt: skip
         try:
             resource = ConfigResource("topic", self._config.topic)
-            for future in AdminClient(settings).describe_configs([resource]).values():
+            admin = AdminClient(settings)  # held until the answer is in: a dropped handle cancels it
+            for future in admin.describe_configs([resource]).values():
                 limit = int(future.result(timeout=self._config.write_timeout)["max.message.bytes"].value)
         except Exception as exc:
             logger.debug("could not read max.message.bytes of %s: %s", self._config.topic, exc)

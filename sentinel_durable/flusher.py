@@ -225,11 +225,12 @@ class Flusher:
         self, transport: Transport, records: Sequence[ClaimedRecord], timeout: float
     ) -> list[RecordResult]:
         results = transport.deliver(records, timeout)
-        refused = [index for index, result in enumerate(results) if result.too_large]
+        refused = [index for index, result in enumerate(results) if result.batch_refused]
         if len(refused) > 1:
-            # A broker refuses a whole produce batch that is over the topic's max.message.bytes,
-            # and librdkafka does not split it: deliver the refused records again in halves until
-            # each failure left is one record's own, so the records beside it are not blamed.
+            # A broker refuses a whole produce batch for one record's fault (over the topic's
+            # max.message.bytes, a timestamp out of its window), and librdkafka does not split
+            # it: deliver the refused records again in halves until each failure left is one
+            # record's own, so the records beside it are not blamed.
             half = len(refused) // 2
             for part in (refused[:half], refused[half:]):
                 for index, result in zip(part, self._deliver_records(transport, [records[i] for i in part], timeout),

@@ -227,7 +227,17 @@ class KafkaPythonTransport:
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
-            producer = KafkaProducer(**producer_options(self._config))
+            options = producer_options(self._config)
+            if self._limit is None:  # the first producer: learn the topic's limit (one DescribeConfigs)
+                self._topic_size_limit()
+            limit = self._limit[1] if self._limit is not None else None
+            if limit is not None:
+                # The topic takes less than our defaults: size requests and batches to it, so that
+                # a record too large fails at send() and kafka-python never splits a refused batch
+                # (its split re-sent records that were already delivered, many times over).
+                options["max_request_size"] = min(limit, options.get("max_request_size", 1 << 20))
+                options["batch_size"] = min(options["batch_size"], limit)
+            producer = KafkaProducer(**options)
             # kafka-python closes each producer from an atexit hook of its own (1 s timeout).
             # Registered after ours, it would run first and cut the client's final drain
             # short; the client closes its producer itself.
@@ -278,6 +288,7 @@ class KafkaPythonTransport:
         if futures:
             with _suppress_and_log("flush"):
                 producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+        resize = False
         for index, future in futures:
             if not future.is_done:
                 results[index] = RecordResult(Outcome.RETRY, f"no ack within {timeout:g}s", unreachable=True)
@@ -286,8 +297,12 @@ class KafkaPythonTransport:
             else:
                 error = future.exception
                 results[index] = self._classify_send_failure(error, producer, records[index])
+                if isinstance(error, _TOO_LARGE) and self._limit is not None and self._limit[1] is not None:
+                    resize = True  # the broker refused a batch: the next producer respects the topic's limit
                 if isinstance(error, _PRODUCER_FAILURES):
                     self._discard_producer(f"producer failed: {_describe(error)}")
+        if resize and self._producer is not None:
+            self._discard_producer("the topic's max.message.bytes is below the producer's request size")
         return [result or RecordResult(Outcome.RETRY, "not sent") for result in results]
 
     def _classify_send_failure(self, error: BaseException, producer: Any, record: ClaimedRecord) -> RecordResult:

@@ -53,8 +53,10 @@ class RecordResult:
     error: str | None = None
     #: True when the failure says the brokers cannot be reached (for stats and logging).
     unreachable: bool = False
-    #: True when the broker refused the record (or the batch it was in) as too large.
-    too_large: bool = False
+    #: True when the broker refused the batch the record was in for a reason that may be one
+    #: record's own (too large, a timestamp out of range): the flusher sends such records again
+    #: in smaller batches, so that only the record at fault fails.
+    batch_refused: bool = False
 
 
 DELIVERED = RecordResult(Outcome.DELIVERED)
@@ -126,7 +128,7 @@ def too_large(error: str, record: ClaimedRecord, limit: int | None, topic: str) 
     allowed = f"max.message.bytes={limit}" if limit is not None else "its max.message.bytes (could not be read)"
     return RecordResult(
         Outcome.FAILED, f"{error}: the record is {size} bytes, more than topic {topic!r} accepts ({allowed})",
-        too_large=True,
+        batch_refused=True,
     )  # fmt: skip
 
 

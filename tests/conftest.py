@@ -11,6 +11,8 @@ stops at once with one line naming what is missing; it never skips.
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -19,6 +21,10 @@ import pytest
 from sentinel_durable.testing import EmbeddedBroker
 
 APACHE_KAFKA = "apache-kafka"
+#: Kills per chaos run unless SENTINEL_CHAOS_ROUNDS says otherwise (the CI budget).
+DEFAULT_ROUNDS = 6
+
+_report_key = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -126,3 +132,36 @@ def broker_on_port(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPat
 @pytest.fixture
 def topic(request: pytest.FixtureRequest) -> str:
     return "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:200]
+
+
+# --- chaos: kills per run, the seed, and the closing lines -------------------------------------
+
+
+@pytest.fixture
+def chaos_rounds() -> int:
+    raw = os.environ.get("SENTINEL_CHAOS_ROUNDS", "").strip()
+    rounds = int(raw) if raw else DEFAULT_ROUNDS
+    if rounds < 1:
+        raise pytest.UsageError(f"SENTINEL_CHAOS_ROUNDS must be at least 1, not {raw!r}")
+    return rounds
+
+
+@pytest.fixture
+def chaos_seed() -> int:
+    raw = os.environ.get("SENTINEL_CHAOS_SEED", "").strip()
+    return int(raw) if raw else random.SystemRandom().randrange(1 << 32)
+
+
+@pytest.fixture
+def chaos_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``report(line)``: print ``line`` in the terminal summary at the end of the run."""
+    lines = request.config.stash.setdefault(_report_key, [])
+    return lines.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = config.stash.get(_report_key, [])
+    if lines:
+        terminalreporter.section("chaos")
+        for line in lines:
+            terminalreporter.write_line(line)
