@@ -167,6 +167,7 @@ class KafkaNode:
         self.ports = {name: free_port() for name in cluster.listener_names}
         self.proxy: TcpProxy | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._stopped_on_purpose = False
         self.starts = 0
 
     @property
@@ -264,6 +265,7 @@ class KafkaNode:
         if self.running:
             return
         config = self.write_config()
+        self._stopped_on_purpose = False
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {self.starts + 1} ---\n".encode())
             log.flush()
@@ -276,6 +278,7 @@ class KafkaNode:
         weakref.finalize(self, _kill_quietly, self._process)
 
     def signal(self, signum: int) -> None:
+        self._stopped_on_purpose = True
         process = self._process
         if process is not None and process.poll() is None:
             os.kill(process.pid, signum)
@@ -311,7 +314,8 @@ class KafkaNode:
         return "Kafka Server started" in this_run
 
     def check_alive(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
+        """Raise if the JVM died on its own (not stopped or killed by the test)."""
+        if self._process is not None and self._process.poll() is not None and not self._stopped_on_purpose:
             raise RuntimeError(
                 f"Kafka node {self.node_id} exited with status {self._process.returncode}; its log ends:\n"
                 + self.log_tail()

@@ -80,7 +80,7 @@ def send_or_exit(client: sentinel.Client, rng: random.Random, name: str, pause_s
 def main() -> None:
     spool_dir, broker, topic, durability, transport, seed, pause_s = sys.argv[1:8]
     client = sentinel.Client(
-        brokers=[broker], topic=topic, spool_dir=spool_dir, durability=durability, transport=transport,
+        brokers=broker.split(","), topic=topic, spool_dir=spool_dir, durability=durability, transport=transport,
         batch_timeout=0.05 if durability == "async" else 0.0,
         retry_backoff=0.05, max_retry_backoff=0.5, write_timeout=5.0,
     )  # fmt: skip

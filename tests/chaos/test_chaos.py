@@ -203,7 +203,7 @@ def run_rounds(
 def drain_spool(broker: BrokerUnderTest, spool_dir: Path, topic: str, mode: Mode, transport: str) -> sentinel.Stats:
     """A fresh client drains what the killed senders left on disk; returns its stats."""
     client = sentinel.Client(
-        brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir, durability=mode,
+        brokers=broker.bootstrap_servers.split(","), topic=topic, spool_dir=spool_dir, durability=mode,
         transport=transport, retry_backoff=0.05, max_retry_backoff=0.5,
     )  # fmt: skip
     try:

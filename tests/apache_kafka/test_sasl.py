@@ -1,0 +1,52 @@
+"""SASL logins against Apache Kafka: PLAIN and SCRAM users of the broker, right and wrong passwords."""
+
+from __future__ import annotations
+
+import pytest
+
+import sentinel_durable as sentinel
+from apache_kafka.conftest import ALICE, MakeClient, event_ids, pending, sasl_options, track
+from apache_kafka.launcher import KafkaCluster
+from sentinel_durable.testing import wait_until
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_a_sasl_login_delivers_end_to_end(
+    secured: KafkaCluster, make_client: MakeClient, topic: str, mechanism: str
+) -> None:
+    secured.create_topic(topic, partitions=2)
+    secured.allow(f"User:{ALICE}", topic)
+    client = make_client(secured.brokers("SASL"), topic, **sasl_options(mechanism))
+    sent = track(client, 200)
+    assert client.flush(timeout=60), client.stats()
+    assert sorted(event_ids(secured.read_topic(topic, expected=200))) == sorted(sent)
+    assert client.stats().broker_connected is True
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+def test_a_wrong_password_is_named_and_the_events_wait_for_the_right_one(
+    secured: KafkaCluster, make_client: MakeClient, topic: str, mechanism: str
+) -> None:
+    secured.create_topic(topic)
+    secured.allow(f"User:{ALICE}", topic)
+    wrong = make_client(
+        secured.brokers("SASL"), topic, write_timeout=2.0, **sasl_options(mechanism, password="not-her-password")
+    )
+    sent = track(wrong, 30)
+    wait_until(lambda: wrong.stats().retries >= 60, 60, description="several refused attempts")
+    stats = wrong.stats()
+    assert stats.last_error is not None
+    assert "refused the login" in stats.last_error, stats.last_error
+    assert "not-her-password" not in stats.last_error
+    assert (pending(wrong), stats.dead_lettered, stats.delivered) == (30, 0, 0)
+    event = (
+        sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
+        .build()
+    )  # fmt: skip
+    with pytest.raises(sentinel.DeliveryTimeoutError, match="refused the login"):
+        wrong.send(event, wait=True, timeout=3)
+    wrong.close(timeout=2)
+
+    right = make_client(secured.brokers("SASL"), topic, **sasl_options(mechanism))
+    assert right.flush(timeout=60), right.stats()
+    assert sorted(event_ids(secured.read_topic(topic, expected=31))) == sorted([*sent, event.event_id])
