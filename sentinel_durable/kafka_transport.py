@@ -227,25 +227,34 @@ class KafkaPythonTransport:
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
-            options = producer_options(self._config)
-            if self._limit is None:  # the first producer: learn the topic's limit (one DescribeConfigs)
-                self._topic_size_limit()
-            limit = self._limit[1] if self._limit is not None else None
-            if limit is not None:
-                # The topic takes less than our defaults: size requests and batches to it, so that
-                # a record too large fails at send() and kafka-python never splits a refused batch
-                # (its split re-sent records that were already delivered, many times over).
-                options["max_request_size"] = min(limit, options.get("max_request_size", 1 << 20))
-                options["batch_size"] = min(options["batch_size"], limit)
-            producer = KafkaProducer(**options)
-            # kafka-python closes each producer from an atexit hook of its own (1 s timeout).
-            # Registered after ours, it would run first and cut the client's final drain
-            # short; the client closes its producer itself.
-            unregister = getattr(producer, "_unregister_cleanup", None)
-            if callable(unregister):
-                unregister()
+            producer = self._new_producer()
+            if self._limit is None:
+                # The brokers answered: learn the topic's limit once (one DescribeConfigs). When it is
+                # below our request and batch sizes, size the producer to it, so that a record too
+                # large fails at send() and kafka-python never splits a batch the broker refused (its
+                # split re-sent records that were already appended, many times over).
+                limit = self._topic_size_limit()
+                if limit is not None and limit < _BATCH_BYTES:
+                    with _suppress_and_log("close"):
+                        producer.close(timeout=0)
+                    producer = self._new_producer()
             self._producer = producer
         return self._producer
+
+    def _new_producer(self) -> Any:
+        options = producer_options(self._config)
+        limit = self._limit[1] if self._limit is not None else None
+        if limit is not None:
+            options["max_request_size"] = min(limit, options.get("max_request_size", 1 << 20))
+            options["batch_size"] = min(options["batch_size"], limit)
+        producer = KafkaProducer(**options)
+        # kafka-python closes each producer from an atexit hook of its own (1 s timeout).
+        # Registered after ours, it would run first and cut the client's final drain
+        # short; the client closes its producer itself.
+        unregister = getattr(producer, "_unregister_cleanup", None)
+        if callable(unregister):
+            unregister()
+        return producer
 
     def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
         started = time.monotonic()
