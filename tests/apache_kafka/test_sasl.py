@@ -29,14 +29,13 @@ def test_a_wrong_password_is_named_and_the_events_wait_for_the_right_one(
 ) -> None:
     secured.create_topic(topic)
     secured.allow(f"User:{ALICE}", topic)
-    wrong = make_client(
-        secured.brokers("SASL"), topic, write_timeout=2.0, **sasl_options(mechanism, password="not-her-password")
-    )
+    wrong = make_client(secured.brokers("SASL"), topic, **sasl_options(mechanism, password="not-her-password"))
     sent = track(wrong, 30)
-    wait_until(lambda: wrong.stats().retries >= 60, 60, description="several refused attempts")
+    # An attempt that times out before the broker's verdict (a loaded machine) only says "no ack".
+    wait_until(lambda: "refused the login" in (wrong.stats().last_error or ""), 90,
+               description="the refused login named in last_error")  # fmt: skip
     stats = wrong.stats()
     assert stats.last_error is not None
-    assert "refused the login" in stats.last_error, stats.last_error
     assert "not-her-password" not in stats.last_error
     assert (pending(wrong), stats.dead_lettered, stats.delivered) == (30, 0, 0)
     event = (
