@@ -184,9 +184,9 @@ class Client:
                 counters = self._flusher.counters
                 refused = f": Kafka refuses the events ({counters.last_error})" if self._flusher.blocked else ""
                 error = DeliveryTimeoutError(f"event {checked.event_id} not acked{refused}", timeout=limit, pending=1)
-                if self._flusher.counters.broker_connected is False and not refused:
+                if counters.broker_connected is False and not refused:
                     raise BrokerConnectionError(
-                        f"no broker reachable: {self._flusher.counters.last_error}", brokers=self._config.brokers
+                        f"no broker reachable: {counters.last_error}", brokers=self._config.brokers
                     ) from error
                 raise error
         finally:

@@ -23,6 +23,7 @@ from .transport import (
     DELIVERED,
     Outcome,
     RecordResult,
+    TopicSizeLimit,
     login_refused,
     record_headers,
     record_key,
@@ -53,8 +54,6 @@ _TOPIC_MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOW
 #: Client-level errors that say why nothing gets through better than "all brokers down" does.
 _LOGIN_REFUSED = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 _SPECIFIC_CLIENT_ERRORS = _LOGIN_REFUSED | {KafkaError._SSL}
-#: How long the topic's max.message.bytes, once read, is trusted.
-_LIMIT_TTL_S = 60.0
 #: Codes that mean no broker could be reached.
 _UNREACHABLE = frozenset(
     {
@@ -131,7 +130,7 @@ class ConfluentTransport:
         self._fatal: str | None = None
         self._client_error: str | None = None  # the last client-level error: why nothing is acked
         self._client_error_code: int | None = None
-        self._limit: tuple[float, int | None] | None = None  # (read at, the topic's max.message.bytes)
+        self._limit = TopicSizeLimit(config, self._read_size_limit)
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
@@ -153,10 +152,14 @@ class ConfluentTransport:
         deadline = time.monotonic() + timeout
         producer = self._ensure_producer()
         results: list[RecordResult | None] = [None] * len(records)
+        failures: dict[int, KafkaError] = {}  # classified after flush: some need a broker request
         topic = self._config.topic
 
         def delivered(index: int, error: KafkaError | None, _message: object) -> None:
-            results[index] = DELIVERED if error is None else classify(error, self._config)
+            if error is None:
+                results[index] = DELIVERED
+            else:
+                failures[index] = error
 
         for index, record in enumerate(records):
             callback = functools.partial(delivered, index)
@@ -177,7 +180,7 @@ class ConfluentTransport:
                         break
                     producer.poll(0.05)
                 except KafkaException as exc:
-                    results[index] = classify(exc.args[0], self._config)
+                    failures[index] = exc.args[0]
                     break
         producer.flush(max(0.0, deadline - time.monotonic()))
         if self._fatal is not None:
@@ -185,14 +188,23 @@ class ConfluentTransport:
             self._discard_producer()
         if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
             self._client_error = self._client_error_code = None  # the broker answers again
-        for index, result in enumerate(results):
-            if result is not None and result.error is not None and result.outcome is not Outcome.DELIVERED:
-                error = result.error
-                if any(code_name in error for code_name in ("MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE")):
-                    results[index] = too_large(error, records[index], self._topic_size_limit(), topic)
-                elif "_MSG_TIMED_OUT" in error and self._client_error is None and self._topic_missing(producer):
-                    results[index] = topic_missing(self._config, error)
-        if any(result is None for result in results) and self._client_error is None and self._topic_missing(producer):
+        missing: bool | None = None  # asked of the brokers at most once a batch
+
+        def topic_is_missing() -> bool:
+            nonlocal missing
+            if missing is None:  # only when the brokers answer: a timeout in an outage is just that
+                missing = self._client_error is None and self._topic_missing(producer)
+            return missing
+
+        for index, error in failures.items():
+            text = f"KafkaError {error.name()}: {error.str()}"
+            if error.code() in _TOO_LARGE:
+                results[index] = too_large(text, records[index], self._limit.get(), topic)
+            elif error.code() == KafkaError._MSG_TIMED_OUT and topic_is_missing():
+                results[index] = topic_missing(self._config, text)
+            else:
+                results[index] = classify(error, self._config)
+        if any(result is None for result in results) and topic_is_missing():
             return [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
         return [result or self._no_ack(timeout) for result in results]
 
@@ -211,23 +223,11 @@ class ConfluentTransport:
         topic = metadata.topics.get(self._config.topic)
         return topic is not None and topic.error is not None and topic.error.code() in _TOPIC_MISSING
 
-    def _topic_size_limit(self) -> int | None:
-        """The topic's max.message.bytes, read with an admin request (cached); None if it cannot be read."""
-        now = time.monotonic()
-        if self._limit is not None and now - self._limit[0] < _LIMIT_TTL_S:
-            return self._limit[1]
-        limit: int | None = None
-        settings = {key: value for key, value in producer_settings(self._config).items()
-                    if key not in _PRODUCER_ONLY}  # fmt: skip
-        try:
-            resource = ConfigResource("topic", self._config.topic)
-            admin = AdminClient(settings)  # held until the answer is in: a dropped handle cancels it
-            for future in admin.describe_configs([resource]).values():
-                limit = int(future.result(timeout=self._config.write_timeout)["max.message.bytes"].value)
-        except Exception as exc:
-            logger.debug("could not read max.message.bytes of %s: %s", self._config.topic, exc)
-        self._limit = (now, limit)
-        return limit
+    def _read_size_limit(self) -> int:
+        settings = {key: value for key, value in producer_settings(self._config).items() if key not in _PRODUCER_ONLY}
+        admin = AdminClient(settings)  # held until the answer is in: a dropped handle cancels it
+        (future,) = admin.describe_configs([ConfigResource("topic", self._config.topic)]).values()
+        return int(future.result(timeout=self._config.write_timeout)["max.message.bytes"].value)
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None

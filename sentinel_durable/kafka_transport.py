@@ -31,6 +31,7 @@ from .transport import (
     DELIVERED,
     Outcome,
     RecordResult,
+    TopicSizeLimit,
     login_refused,
     record_headers,
     record_key,
@@ -109,9 +110,6 @@ _TOPIC_REFUSED: tuple[type[BaseException], ...] = (
     kafka_errors.InvalidTopicError,
 )
 _LOGIN_REFUSED: tuple[type[BaseException], ...] = (kafka_errors.SaslAuthenticationFailedError,)
-#: How long the topic's max.message.bytes, once read, is trusted.
-_LIMIT_TTL_S = 60.0
-
 #: Failures after which this producer is not to be trusted again.
 _PRODUCER_FAILURES: tuple[type[BaseException], ...] = (
     kafka_errors.UnknownProducerIdError,
@@ -223,17 +221,17 @@ class KafkaPythonTransport:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._producer: Any = None
-        self._limit: tuple[float, int | None] | None = None  # (read at, the topic's max.message.bytes)
+        self._limit = TopicSizeLimit(config, self._read_size_limit)
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
             producer = self._new_producer()
-            if self._limit is None:
+            if not self._limit.ever_read:
                 # The brokers answered: learn the topic's limit once (one DescribeConfigs). When it is
                 # below our request and batch sizes, size the producer to it, so that a record too
                 # large fails at send() and kafka-python never splits a batch the broker refused (its
                 # split re-sent records that were already appended, many times over).
-                limit = self._topic_size_limit()
+                limit = self._limit.get()
                 if limit is not None and limit < _BATCH_BYTES:
                     with _suppress_and_log("close"):
                         producer.close(timeout=0)
@@ -243,7 +241,7 @@ class KafkaPythonTransport:
 
     def _new_producer(self) -> Any:
         options = producer_options(self._config)
-        limit = self._limit[1] if self._limit is not None else None
+        limit = self._limit.value
         if limit is not None:
             options["max_request_size"] = min(limit, options.get("max_request_size", 1 << 20))
             options["batch_size"] = min(options["batch_size"], limit)
@@ -306,7 +304,7 @@ class KafkaPythonTransport:
             else:
                 error = future.exception
                 results[index] = self._classify_send_failure(error, producer, records[index])
-                if isinstance(error, _TOO_LARGE) and self._limit is not None and self._limit[1] is not None:
+                if isinstance(error, _TOO_LARGE) and self._limit.value is not None:
                     resize = True  # the broker refused a batch: the next producer respects the topic's limit
                 if isinstance(error, _PRODUCER_FAILURES):
                     self._discard_producer(f"producer failed: {_describe(error)}")
@@ -316,7 +314,7 @@ class KafkaPythonTransport:
 
     def _classify_send_failure(self, error: BaseException, producer: Any, record: ClaimedRecord) -> RecordResult:
         if isinstance(error, _TOO_LARGE):
-            return too_large(_describe(error), record, self._topic_size_limit(), self._config.topic)
+            return too_large(_describe(error), record, self._limit.get(), self._config.topic)
         if isinstance(error, kafka_errors.KafkaTimeoutError) and self._topic_missing(producer):
             return topic_missing(self._config, _describe(error))
         return classify(error, self._config)
@@ -329,26 +327,15 @@ class KafkaPythonTransport:
         except Exception:
             return False
 
-    def _topic_size_limit(self) -> int | None:
-        """The topic's max.message.bytes, read with an admin request (cached); None if it cannot be read."""
-        now = time.monotonic()
-        if self._limit is not None and now - self._limit[0] < _LIMIT_TTL_S:
-            return self._limit[1]
-        limit: int | None = None
-        options = producer_options(self._config)
-        admin_options = {key: value for key, value in options.items() if key in KafkaAdminClient.DEFAULT_CONFIG}
+    def _read_size_limit(self) -> int:
+        options = producer_options(self._config).items()
+        admin = KafkaAdminClient(**{key: value for key, value in options if key in KafkaAdminClient.DEFAULT_CONFIG})
         try:
-            admin = KafkaAdminClient(**admin_options)
-            try:
-                resource = ConfigResource(ConfigResourceType.TOPIC, self._config.topic, configs=["max.message.bytes"])
-                described = admin.describe_configs([resource])
-                limit = int(described["topic"][self._config.topic]["max.message.bytes"]["value"])
-            finally:
-                admin.close()
-        except Exception as exc:
-            logger.debug("could not read max.message.bytes of %s: %s", self._config.topic, _describe(exc))
-        self._limit = (now, limit)
-        return limit
+            resource = ConfigResource(ConfigResourceType.TOPIC, self._config.topic, configs=["max.message.bytes"])
+            described = admin.describe_configs([resource])
+            return int(described["topic"][self._config.topic]["max.message.bytes"]["value"])
+        finally:
+            admin.close()
 
     def _discard_producer(self, reason: str) -> None:
         producer, self._producer = self._producer, None

@@ -9,7 +9,9 @@ fast one, for high-volume batch jobs.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -19,9 +21,12 @@ from .config import Config
 from .errors import ConfigError
 from .spool import ClaimedRecord
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "Outcome",
     "RecordResult",
+    "TopicSizeLimit",
     "Transport",
     "check_transport_config",
     "create_transport",
@@ -130,6 +135,34 @@ def too_large(error: str, record: ClaimedRecord, limit: int | None, topic: str) 
         Outcome.FAILED, f"{error}: the record is {size} bytes, more than topic {topic!r} accepts ({allowed})",
         batch_refused=True,
     )  # fmt: skip
+
+
+class TopicSizeLimit:
+    """The topic's ``max.message.bytes`` as each transport reads it (a DescribeConfigs request),
+    kept for ``ttl`` seconds: read only when a record is refused as too large, or once per
+    transport; ``None`` while it is unknown or could not be read."""
+
+    def __init__(self, config: Config, read: Callable[[], int], ttl: float = 60.0) -> None:
+        self._config = config
+        self._read = read
+        self._ttl = ttl
+        self._read_at: float | None = None
+        self.value: int | None = None
+
+    @property
+    def ever_read(self) -> bool:
+        return self._read_at is not None
+
+    def get(self) -> int | None:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at >= self._ttl:
+            self._read_at = now
+            try:
+                self.value = self._read()
+            except Exception as exc:  # no DESCRIBE_CONFIGS on the topic, a broker away...
+                logger.debug("could not read max.message.bytes of %s: %s", self._config.topic, exc)
+                self.value = None
+        return self.value
 
 
 def record_size(record: ClaimedRecord) -> int:

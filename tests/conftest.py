@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from sentinel_durable.testing import EmbeddedBroker
+import sentinel_durable as sentinel
+from sentinel_durable.testing import EmbeddedBroker, wait_until
 
 APACHE_KAFKA = "apache-kafka"
 #: Kills per chaos run unless SENTINEL_CHAOS_ROUNDS says otherwise (the CI budget).
@@ -82,6 +83,16 @@ def valid_fields(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return fields
+
+
+def assert_refused(client: sentinel.Client, pending: int) -> sentinel.Stats:
+    """The client tried (a delivery attempt failed), delivered nothing, and keeps every event."""
+    wait_until(lambda: client.stats().last_error, 15, description="a failed delivery attempt")
+    assert not client.flush(timeout=0.1)
+    stats = client.stats()
+    assert stats.delivered == 0
+    assert stats.spooled + stats.in_flight == pending
+    return stats
 
 
 @pytest.fixture

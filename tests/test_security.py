@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_refused
 from kafka import KafkaConsumer, TopicPartition
 from pki import HOST, KEY_PASSWORD, Pki, make_pki
 
@@ -334,16 +335,6 @@ def track(client: sentinel.Client, count: int) -> list[str]:
 
 def event_ids(values: list[bytes]) -> set[str]:
     return {sentinel.TelemetryEvent.from_json(value).event_id for value in values}
-
-
-def assert_refused(client: sentinel.Client, pending: int) -> sentinel.Stats:
-    """The client tried (a delivery attempt failed), delivered nothing, and keeps every event."""
-    wait_until(lambda: client.stats().last_error, 15, description="a failed delivery attempt")
-    assert not client.flush(timeout=0.1)
-    stats = client.stats()
-    assert stats.delivered == 0
-    assert stats.spooled + stats.in_flight == pending
-    return stats
 
 
 def capture_everything(caplog: pytest.LogCaptureFixture) -> None:

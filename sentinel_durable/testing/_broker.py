@@ -197,7 +197,7 @@ class EmbeddedBroker:
         return name
 
     def read_topic(self, topic: str, expected: int | None = None, timeout: float = 30.0) -> list[ConsumerRecord]:
-        """Read every record of every partition of ``topic``, ordered by partition and offset.
+        """Every record of every partition of ``topic``, ordered by partition and offset.
 
         Reads until at least ``expected`` records arrived (when given) and every partition is
         read up to its high watermark, so records beyond ``expected`` (duplicates) are returned
@@ -205,47 +205,7 @@ class EmbeddedBroker:
         Partitions are assigned, never joined as a consumer group (groups join slowly on
         Tansu). Raises ``TimeoutError`` after ``timeout`` seconds.
         """
-        deadline = time.monotonic() + timeout
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=_CLIENT_ID,
-            group_id=None,
-            enable_auto_commit=False,
-            bootstrap_timeout_ms=int(timeout * 1000),
-        )
-        try:
-            partitions: set[int] = consumer.partitions_for_topic(topic)
-            if not partitions and expected:
-                partitions = wait_until(
-                    lambda: consumer.partitions_for_topic(topic),
-                    deadline - time.monotonic(),
-                    description=f"topic {topic!r} to exist",
-                )
-            if not partitions:
-                return []
-            assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
-            consumer.assign(assigned)
-            consumer.seek_to_beginning()
-            records: list[ConsumerRecord] = []
-            while True:
-                for batch in consumer.poll(timeout_ms=200).values():
-                    records.extend(batch)
-                # The end is the high watermark of the latest fetch, not end_offsets(): Tansu's
-                # ListOffsets(latest) answers the last batch's base offset + 1, short of the end
-                # whenever that batch holds more than one record.
-                at_end = all(
-                    consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp)
-                    for tp in assigned
-                )
-                if at_end and len(records) >= (expected or 0):
-                    return sorted(records, key=lambda record: (record.partition, record.offset))
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"read {len(records)} records of {topic!r} in {timeout:g} s, expected "
-                        + (f"{expected}" if expected is not None else "to reach the end of every partition")
-                    )
-        finally:
-            consumer.close()
+        return read_records(self.bootstrap_servers, topic, expected, timeout)
 
     def _spawn(self, binary: str) -> subprocess.Popen[bytes]:
         self._port = self._requested_port or _free_port()
@@ -296,6 +256,53 @@ class EmbeddedBroker:
             return ""
         with open(self._log_path, "rb") as log_file:
             return log_file.read().decode("utf-8", errors="replace")
+
+
+def read_records(
+    bootstrap_servers: str | list[str], topic: str, expected: int | None = None, timeout: float = 30.0
+) -> list[ConsumerRecord]:
+    """``EmbeddedBroker.read_topic`` for any broker at ``bootstrap_servers`` (Apache Kafka's too)."""
+    deadline = time.monotonic() + timeout
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=_CLIENT_ID,
+        group_id=None,
+        enable_auto_commit=False,
+        bootstrap_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        partitions: set[int] = consumer.partitions_for_topic(topic)
+        if not partitions and expected:
+            partitions = wait_until(
+                lambda: consumer.partitions_for_topic(topic),
+                deadline - time.monotonic(),
+                description=f"topic {topic!r} to exist",
+            )
+        if not partitions:
+            return []
+        assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning()
+        records: list[ConsumerRecord] = []
+        while True:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            # The end is the high watermark of the latest fetch, not end_offsets(): Tansu's
+            # ListOffsets(latest) answers the last batch's base offset + 1, short of the end
+            # whenever that batch holds more than one record.
+            at_end = all(
+                consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp)
+                for tp in assigned
+            )
+            if at_end and len(records) >= (expected or 0):
+                return sorted(records, key=lambda record: (record.partition, record.offset))
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"read {len(records)} records of {topic!r} in {timeout:g} s, expected "
+                    + (f"{expected}" if expected is not None else "to reach the end of every partition")
+                )
+    finally:
+        consumer.close()
 
 
 def _resolve_tansu_binary() -> str:

@@ -52,12 +52,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError
 
 from sentinel_durable.testing import wait_until
+from sentinel_durable.testing._broker import read_records
 from sentinel_durable.testing._proxy import TcpProxy
 
 _log = logging.getLogger("sentinel_durable.tests.apache_kafka")
@@ -601,42 +602,7 @@ class KafkaCluster:
         Same contract as ``EmbeddedBroker.read_topic``: waits for at least ``expected`` records and
         for the end of every partition; duplicates are returned too.
         """
-        deadline = time.monotonic() + timeout
-        servers = [node.address("INTERNAL") for node in self.running_nodes()]
-        consumer = KafkaConsumer(
-            bootstrap_servers=servers, client_id=CLIENT_ID, group_id=None, enable_auto_commit=False,
-            bootstrap_timeout_ms=int(timeout * 1000), request_timeout_ms=10_000,
-        )  # fmt: skip
-        try:
-            partitions: set[int] | None = consumer.partitions_for_topic(topic)
-            if not partitions and expected:
-                partitions = wait_until(
-                    lambda: consumer.partitions_for_topic(topic),
-                    deadline - time.monotonic(),
-                    description=f"topic {topic!r} to exist",
-                )
-            if not partitions:
-                return []
-            assigned = [TopicPartition(topic, partition) for partition in sorted(partitions)]
-            consumer.assign(assigned)
-            consumer.seek_to_beginning()
-            ends: dict[TopicPartition, int] = consumer.end_offsets(assigned)
-            records: list[ConsumerRecord] = []
-            while True:
-                for batch in consumer.poll(timeout_ms=200).values():
-                    records.extend(batch)
-                if len(records) >= (expected or 0):
-                    ends = consumer.end_offsets(assigned)
-                    if all(consumer.position(tp) >= ends[tp] for tp in assigned):
-                        return sorted(records, key=lambda record: (record.partition, record.offset))
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"read {len(records)} records of {topic!r} in {timeout:g} s, expected "
-                        + (f"{expected}" if expected is not None else "to reach the end of every partition")
-                    )
-        finally:
-            consumer.close()
-
+        return read_records([node.address("INTERNAL") for node in self.running_nodes()], topic, expected, timeout)
 
 def _port_open(address: str) -> bool:
     host, port = address.rsplit(":", 1)

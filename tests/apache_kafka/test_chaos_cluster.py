@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos.test_chaos import drain_spool, read_back, run_rounds
+from chaos.test_chaos import assert_outcome, drain_spool, read_back, run_rounds, tally
 
 from apache_kafka.launcher import KafkaCluster
 
@@ -91,17 +91,12 @@ def test_every_acknowledged_event_survives_sdk_and_broker_sigkills(
         killer.settle()
     final = drain_spool(brokers, spool_dir, topic, "process", transport)
     delivered = read_back(brokers, topic, expected=len(run.must_arrive))
-    lost = run.must_arrive - delivered.keys()
-    duplicates = sum(len(values) - 1 for values in delivered.values())
+    lost, duplicates = tally(run, delivered)
     line = (
         f"chaos: broker=apache-kafka brokers=3 broker_kills={killer.kills} sdk_kills={run.kills}"
         f" acknowledged={len(run.acknowledged)} lost={len(lost)} duplicates={duplicates}"
         f" transport={transport} seed={chaos_seed} elapsed_s={time.monotonic() - started:.1f}"
     )
     chaos_report(line)
-    assert not lost, f"{len(lost)} acknowledged events are not in the topic, e.g. {sorted(lost)[:5]}; {line}"
-    for event_id, values in delivered.items():
-        assert all(value == values[0] for value in values), f"duplicates of {event_id} differ"
-    assert (final.spooled, final.in_flight, final.dead_lettered) == (0, 0, 0)
-    assert run.kills == chaos_rounds
+    assert_outcome(run, delivered, final, lost, chaos_rounds, line)
     assert killer.kills == (chaos_rounds + 1) // 2

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import assert_refused
 from pki import HOST, KEY_PASSWORD, Pki, make_pki
 
 import sentinel_durable as sentinel
@@ -96,16 +97,6 @@ def with_client_certificate(pki: Pki) -> dict[str, Any]:
 
 def delivered_ids(cluster: KafkaCluster, topic: str, expected: int) -> set[str]:
     return set(event_ids(cluster.read_topic(topic, expected=expected)))
-
-
-def assert_refused(client: sentinel.Client, pending: int) -> sentinel.Stats:
-    """The client tried (a delivery attempt failed), delivered nothing, and keeps every event."""
-    wait_until(lambda: client.stats().last_error, 15, description="a failed delivery attempt")
-    assert not client.flush(timeout=0.1)
-    stats = client.stats()
-    assert stats.delivered == 0
-    assert stats.spooled + stats.in_flight == pending
-    return stats
 
 
 def refused_handshakes(cluster: KafkaCluster, listener: str) -> int:

@@ -227,6 +227,22 @@ def read_back(broker: BrokerUnderTest, topic: str, expected: int) -> dict[str, l
     return by_id
 
 
+def tally(run: ChaosRun, delivered: dict[str, list[bytes]]) -> tuple[set[str], int]:
+    """The ids that had to arrive and did not, and how many records were duplicates."""
+    return run.must_arrive - delivered.keys(), sum(len(values) - 1 for values in delivered.values())
+
+
+def assert_outcome(
+    run: ChaosRun, delivered: dict[str, list[bytes]], final: sentinel.Stats, lost: set[str], rounds: int, line: str
+) -> None:
+    """Nothing lost, duplicates identical, the spool empty, every round's kill done."""
+    assert not lost, f"{len(lost)} acknowledged events are not in the topic, e.g. {sorted(lost)[:5]}; {line}"
+    for event_id, values in delivered.items():
+        assert all(value == values[0] for value in values), f"duplicates of {event_id} differ"
+    assert (final.spooled, final.in_flight, final.dead_lettered) == (0, 0, 0)
+    assert run.kills == rounds
+
+
 @pytest.mark.broker
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent"])
 @pytest.mark.parametrize("mode", ["process", "power", "async"])
@@ -250,10 +266,9 @@ def test_every_acknowledged_event_survives_sigkill_and_broker_outages(
     final = drain_spool(chaos_broker, spool_dir, topic, mode, transport)
     delivered = read_back(chaos_broker, topic, expected=len(run.must_arrive))
 
-    lost = run.must_arrive - delivered.keys()
+    lost, duplicates = tally(run, delivered)
     # Age at the kill of every acknowledged event that is not in the topic (async: allowed when young).
     missing_ages = sorted(age for event_id, age in run.acknowledged.items() if event_id not in delivered)
-    duplicates = sum(len(values) - 1 for values in delivered.values())
     unacknowledged = len(delivered.keys() - run.acknowledged.keys())  # spooled, then killed before printing
     line = (
         f"chaos: mode={mode} transport={transport} kills={run.kills} broker_cuts={run.broker_cuts}"
@@ -269,11 +284,7 @@ def test_every_acknowledged_event_survives_sigkill_and_broker_outages(
     line += f" unacknowledged_delivered={unacknowledged} seed={chaos_seed} elapsed_s={time.monotonic() - started:.1f}"
     chaos_report(line)
 
-    assert not lost, f"{len(lost)} acknowledged events are not in the topic, e.g. {sorted(lost)[:5]}; {line}"
-    for event_id, values in delivered.items():
-        assert all(value == values[0] for value in values), f"duplicates of {event_id} differ"
-    assert (final.spooled, final.in_flight, final.dead_lettered) == (0, 0, 0)
-    assert run.kills == chaos_rounds
+    assert_outcome(run, delivered, final, lost, chaos_rounds, line)
     assert run.broker_cuts == (chaos_rounds + 1) // 2
     if mode != "async":
         assert len(run.must_arrive) == len(run.acknowledged)
