@@ -158,7 +158,12 @@ def test_broker_command_serves_until_interrupted(tmp_path: Path) -> None:
             assert client.flush(timeout=30)
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130
+        try:
+            assert process.wait(timeout=30) == 130
+        finally:
+            if process.poll() is None:  # ignored SIGINT (it is ignored in shells' background jobs)
+                process.kill()
+                process.wait(timeout=30)
 
 
 def test_demo_tells_the_story_and_loses_nothing() -> None:
