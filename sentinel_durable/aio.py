@@ -443,7 +443,7 @@ class _Writer:
         if kept is None:  # dropped by before_send, on purpose (counted by the client)
             return request, event.event_id, None
         event_id = event.event_id if request.kind == "track" else kept.event_id
-        return request, event_id, SpoolRecord.from_event(kept)
+        return request, event_id, SpoolRecord.from_event(kept, self._rules.max_message_bytes)
 
     def _spool(self, prepared: list[_Prepared]) -> list[_Outcome]:
         if not prepared:

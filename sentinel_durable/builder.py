@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from .config import Config
-from .errors import ValidationError
-from .event import EventRules, TelemetryEvent, validate_event
+from .errors import ValidationError, describe_value
+from .event import EventRules, TelemetryEvent, check_record_size, validate_event
 from .otel import resolve_span_ids
 
 __all__ = ["EventBuilder"]
@@ -19,8 +19,9 @@ class EventBuilder:
 
     Setters accept anything and never raise: every rule is checked by ``build()``,
     which raises :class:`~sentinel_durable.ValidationError` naming the first missing or
-    bad field. A builder can be reused; each ``build()`` without an explicit
-    :meth:`event_id` gets a new id.
+    bad field, or an event whose Kafka record would exceed ``max_message_bytes``. The cost
+    defaults to 0.0, as in ``Client.track``. A builder can be reused; each ``build()``
+    without an explicit :meth:`event_id` gets a new id.
 
     >>> event = (EventBuilder().service("svc").model("gpt-4")
     ...          .prompt("What is the capital of France?", 8)
@@ -114,12 +115,33 @@ class EventBuilder:
 
     def build(self) -> TelemetryEvent:
         """Check every field and return the event, or raise ``ValidationError``."""
-        fields = dict(self._fields)
+        fields = {"cost_usd": 0.0, **self._fields}
         fields["metadata"] = self._merged_metadata()
         fields["errors"] = self._errors if not isinstance(self._errors, list) else list(self._errors)
         if self._rules.otel_trace_ids:
             fields["trace_id"], fields["span_id"] = resolve_span_ids(fields.get("trace_id"), fields.get("span_id"))
-        return validate_event(fields, self._rules)
+        event = validate_event(fields, self._rules)
+        check_record_size(event.to_json(), event, self._rules.max_message_bytes)
+        return event
+
+    def __repr__(self) -> str:
+        # Which fields are set, and the values of those that never carry user content.
+        shown = [f"{name}={describe_value(name, value)}" for name, value in self._fields.items()
+                 if name not in ("prompt", "response")]  # fmt: skip
+        for part in ("prompt", "response"):
+            info = self._fields.get(part)
+            if isinstance(info, dict):
+                text = describe_value(f"{part}.text", info.get("text"))
+                embedding = ", embedding" if info.get("embedding") is not None else ""
+                shown.append(f"{part}=<text {text}, tokens={describe_value(f'{part}.tokens', info.get('tokens'))}"
+                             f"{embedding}>")  # fmt: skip
+        metadata = len(self._metadata) if isinstance(self._metadata, Mapping) else 0
+        metadata += len(self._extra_metadata)
+        errors = len(self._errors) if isinstance(self._errors, list) else 1
+        for name, count in (("metadata", metadata), ("errors", errors)):
+            if count:
+                shown.append(f"{name}=<{count} {'entry' if count == 1 else 'entries'}>")
+        return f"<EventBuilder {' '.join(shown) or '(empty)'}>"
 
     def _merged_metadata(self) -> Any:
         if not isinstance(self._metadata, Mapping):

@@ -139,7 +139,7 @@ class Client:
         event = validate_event(fields, self._rules)
         kept = self._apply_before_send(event)
         if kept is not None:
-            self._spool_records([SpoolRecord.from_event(kept)])
+            self._spool_records([SpoolRecord.from_event(kept, self._rules.max_message_bytes)])
         return event.event_id
 
     def observe(self, *, service: str, model: str, prompt: str | None = None, **fields: Any) -> Observation:
@@ -165,7 +165,7 @@ class Client:
         checked = self._apply_before_send(validated)
         if checked is None:
             return validated.event_id  # dropped by before_send, on purpose: nothing to wait for
-        record = SpoolRecord.from_event(checked)
+        record = SpoolRecord.from_event(checked, self._rules.max_message_bytes)
         if not wait:
             self._spool_records([record])
             return checked.event_id
@@ -202,10 +202,12 @@ class Client:
         for index, event in enumerate(events):
             try:
                 kept = self._apply_before_send(validate_event(event, self._rules))
+                if kept is not None:
+                    records.append(SpoolRecord.from_event(kept, self._rules.max_message_bytes))
             except ValidationError as exc:
-                raise ValidationError(f"events[{index}].{exc.field}", exc.message, exc.value) from exc
-            if kept is not None:
-                records.append(SpoolRecord.from_event(kept))
+                raise ValidationError(
+                    f"events[{index}].{exc.field}", exc.message, exc.value, show_value=exc.show_value
+                ) from exc
         self._spool_records(records)
         return [record.event_id for record in records]
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from .crypto import parse_key
 from .errors import ConfigError
-from .event import DEFAULT_MAX_TEXT_LENGTH, EventRules
+from .event import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_TEXT_LENGTH, SENTINEL_MAX_TEXT_LENGTH, EventRules
 
 __all__ = ["ENV_VARIABLES", "Config"]
 
@@ -41,7 +41,10 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "encryption_key"})
 
 _TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
-_BROKER = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+)(?::(?P<port>\d{1,5}))?")
+_BROKER = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:\[\]/]+):(?P<port>\d{1,5})")
+#: Room a spool needs beyond one record of max_message_bytes: the file's own pages (12 KiB
+#: when empty), the row and index overhead and the pages a commit may add (spool.GROWTH_SLACK).
+SPOOL_HEADROOM = 64 << 10
 
 
 def _split_brokers(value: Any) -> Any:
@@ -53,8 +56,8 @@ def _split_brokers(value: Any) -> Any:
 
 def _check_broker(value: str) -> str:
     match = _BROKER.fullmatch(value)
-    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
-        raise ValueError(f"broker {value!r} is not host:port")
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"broker {value!r} is not host:port (a port from 1 to 65535 is required)")
     return value
 
 
@@ -78,6 +81,15 @@ def _secret_without_control_characters(value: SecretStr) -> SecretStr:
 def _not_a_file(value: Path) -> Path:
     if value.is_file():
         raise ValueError("is a file, not a directory")
+    return value
+
+
+def _within_sentinel_text_limit(value: int) -> int:
+    if value > SENTINEL_MAX_TEXT_LENGTH:
+        raise ValueError(
+            f"is over {SENTINEL_MAX_TEXT_LENGTH}, the limit LLM-Sentinel's event type declares for prompt and"
+            " response text: longer text would be dropped by its ingestion"
+        )
     return value
 
 
@@ -117,7 +129,10 @@ class Config(BaseModel):
     """The Go SDK's ``WithAsync``: the same as ``durability="async"``."""
     enable_validation: bool = True
     truncate_text: bool = True
-    max_text_length: Annotated[int, Field(gt=0)] = DEFAULT_MAX_TEXT_LENGTH
+    max_text_length: Annotated[int, Field(gt=0), AfterValidator(_within_sentinel_text_limit)] = DEFAULT_MAX_TEXT_LENGTH
+    """Characters allowed in prompt and response text: 1 to 100000 (LLM-Sentinel's own limit)."""
+    max_message_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_MESSAGE_BYTES
+    """Largest Kafka record (value, key and headers) an event may make; larger ones are refused at send time."""
     otel_trace_ids: bool = True
     """Fill ``trace_id``/``span_id`` from the current OpenTelemetry span when the caller set neither."""
 
@@ -158,6 +173,9 @@ class Config(BaseModel):
             field = name.split(".")[0]
             message = "is not an option of Config" if error["type"] == "extra_forbidden" else error["msg"]
             message = message.removeprefix("Value error, ")
+            given = error.get("input")
+            if error["type"] in {"greater_than", "greater_than_equal"} and _is_negative(given):
+                message = f"is negative: {message[0].lower()}{message[1:]}"
             raise ConfigError(name, message, error.get("input"), secret=field in SECRET_FIELDS) from None
         self._check_consistency()
 
@@ -192,6 +210,27 @@ class Config(BaseModel):
                 f"is set but security_protocol={self.security_protocol} does not use SASL",
                 self.sasl_mechanism,
             )
+        if not uses_sasl and self.sasl_username is not None:
+            raise ConfigError(
+                "sasl_username",
+                f"is set but security_protocol={self.security_protocol} does not use SASL (it would be ignored);"
+                " use SASL_PLAINTEXT or SASL_SSL",
+                self.sasl_username,
+            )
+        if not uses_sasl and self.sasl_password is not None:
+            raise ConfigError(
+                "sasl_password",
+                f"is set but security_protocol={self.security_protocol} does not use SASL (it would be ignored);"
+                " use SASL_PLAINTEXT or SASL_SSL",
+                secret=True,
+            )
+        if self.max_spool_bytes < self.max_message_bytes + SPOOL_HEADROOM:
+            raise ConfigError(
+                "max_spool_bytes",
+                f"is below max_message_bytes + 64 KiB = {self.max_message_bytes + SPOOL_HEADROOM}: a spool this"
+                " small could not hold one record of the largest size; raise it or lower max_message_bytes",
+                self.max_spool_bytes,
+            )
         for option in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(self, option)
             if path is not None and not path.is_file():
@@ -212,6 +251,7 @@ class Config(BaseModel):
             truncate_text=self.truncate_text,
             enable_validation=self.enable_validation,
             otel_trace_ids=self.otel_trace_ids,
+            max_message_bytes=self.max_message_bytes,
         )
 
     def spool_directory(self) -> Path:
@@ -265,10 +305,20 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
+_PLAIN_SECONDS = re.compile(r"[+-]?(\d+(?:\.\d*)?|\.\d+)")
+
+
 def parse_duration(text: str) -> float:
-    """``"100ms"`` -> 0.1, ``"1m30s"`` -> 90.0 (Go's ``time.ParseDuration`` units)."""
-    if text == "0":
-        return 0.0
+    """``"100ms"`` -> 0.1, ``"1m30s"`` -> 90.0 (Go's ``time.ParseDuration`` units); a bare number
+    is seconds (``"5"`` -> 5.0, ``"2.5"`` -> 2.5). A negative duration is refused as such."""
+    sign, body = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
+    seconds = float(body) if _PLAIN_SECONDS.fullmatch(body) and body[:1] not in "+-" else _unit_duration(body)
+    if sign == "-" and seconds:
+        raise ValueError("is negative: a duration must be 0 or more, like 100ms, 5s or 5")
+    return seconds
+
+
+def _unit_duration(text: str) -> float:
     position, seconds = 0, 0.0
     while position < len(text):
         match = _DURATION_PART.match(text, position)
@@ -277,8 +327,12 @@ def parse_duration(text: str) -> float:
         seconds += float(match[1]) * _DURATION_UNITS[match[2]]
         position = match.end()
     if position == 0 or position != len(text):
-        raise ValueError("not a duration: use a number and a unit, like 100ms, 5s, 2m or 1h")
+        raise ValueError("not a duration: use seconds (5, 2.5) or a number and a unit, like 100ms, 5s, 2m or 1h")
     return seconds
+
+
+def _is_negative(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
 
 
 def _parse_bool(text: str) -> bool:
@@ -330,6 +384,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENTINEL_ENABLE_VALIDATION": ("enable_validation", _parse_bool),
     "SENTINEL_TRUNCATE_TEXT": ("truncate_text", _parse_bool),
     "SENTINEL_MAX_TEXT_LENGTH": ("max_text_length", _parse_int),
+    "SENTINEL_MAX_MESSAGE_BYTES": ("max_message_bytes", _parse_size),
     "SENTINEL_OTEL_TRACE_IDS": ("otel_trace_ids", _parse_bool),
     "SENTINEL_SPOOL_DIR": ("spool_dir", Path),
     "SENTINEL_DURABILITY": ("durability", str.lower),

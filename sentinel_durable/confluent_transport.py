@@ -81,7 +81,10 @@ def producer_settings(config: Config) -> dict[str, Any]:
         "acks": _ACKS[config.require_acks],
         "compression.type": config.compression,
         "linger.ms": max(5, int(config.batch_timeout * 1000)),
-        "batch.size": 1 << 20,
+        # librdkafka refuses a record above message.max.bytes (its default is 1000000): follow
+        # max_message_bytes, which the send-time check already holds every record to.
+        "message.max.bytes": config.max_message_bytes,
+        "batch.size": min(1 << 20, config.max_message_bytes),
         # We retry ourselves, forever; duplicates carry their event_id.
         "enable.idempotence": False,
         "message.timeout.ms": write_ms,

@@ -17,7 +17,8 @@ Each class carries the context a handler needs as attributes, and the chained
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -67,22 +68,58 @@ class ValidationError(SentinelError, ValueError):
 
     ``field`` is the dotted path of the offending field (``"prompt.tokens"``,
     ``"metadata.region"``), ``message`` says which rule it broke and ``value`` is
-    the value given. The text of a prompt or response is never copied into the
-    message (it may be sensitive); it stays available as ``value``.
+    the value given (``None`` when the field is missing). The message names the
+    field, the rule and the value's type and size; it shows the value itself only for
+    fields that never carry user content (names, ids, numbers). Prompt, response,
+    metadata and error text never appear in it (it may be sensitive); the value stays
+    available as ``value``.
     """
 
-    #: Fields whose value is user text and is kept out of messages.
-    _TEXT_FIELDS = frozenset({"prompt.text", "response.text"})
-
-    def __init__(self, field: str, message: str, value: Any = None) -> None:
+    def __init__(self, field: str, message: str, value: Any = None, *, show_value: bool = True) -> None:
+        """``show_value=False`` leaves the value out of the message (a missing field, or a
+        message that already says what matters about it)."""
         self.field = field
         self.message = message
         self.value = value
-        if field in self._TEXT_FIELDS and isinstance(value, str):
-            shown = f"text of {len(value)} characters"
-        else:
-            shown = _short_repr(value)
-        super().__init__(f"{field}: {message} (got {shown})")
+        self.show_value = show_value
+        shown = f" (got {describe_value(field, value)})" if show_value else ""
+        super().__init__(f"{field}: {message}{shown}")
+
+
+#: Fields whose values may be shown in an error: they name things, count things or are ids,
+#: never user content. Everything else (prompt/response text, metadata, errors, embeddings,
+#: unknown fields, a whole event) is described by its type and size only.
+_SHOWN_FIELDS = frozenset(
+    {"service_name", "model", "event_id", "timestamp", "trace_id", "span_id", "latency_ms", "cost_usd",
+     "prompt.tokens", "response.tokens", "response.finish_reason", "record"}
+)  # fmt: skip
+_EVENTS_PREFIX = re.compile(r"^events\[\d+\]\.")
+
+
+def describe_value(field: str, value: Any) -> str:
+    """How an error shows ``value`` of ``field``: ``repr`` for fields that never carry user
+    content, the type and size otherwise (``str of 21 characters``, ``dict of 3 items``)."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if _EVENTS_PREFIX.sub("", field) in _SHOWN_FIELDS and isinstance(value, str | int | float):
+        return _short_repr(value)
+    return describe_type(value)
+
+
+def describe_type(value: Any) -> str:
+    """``value``'s type and size, never its content."""
+    kind = type(value).__name__
+    if isinstance(value, str):
+        return f"{kind} of {_count(len(value), 'character')}"
+    if isinstance(value, bytes | bytearray):
+        return f"{kind} of {_count(len(value), 'byte')}"
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        return f"{kind} of {_count(len(value), 'item')}"
+    return kind
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class ConfigError(SentinelError, ValueError):

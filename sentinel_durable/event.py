@@ -7,17 +7,23 @@ all go through :func:`validate_event`.
 
 Two kinds of rule apply:
 
-* **type rules**, always on, because breaking them would produce JSON that the
-  ingestion refuses: every required field present with its JSON type, strings that
-  encode as UTF-8 (no lone surrogates), finite numbers, tokens in ``0..2**32-1``
-  (booleans are not integers), ``event_id`` a hyphenated UUID, metadata a
-  string-to-string map and errors a list of strings;
-* **value rules**, skipped when ``enable_validation`` is off: non-empty service and
-  model names and trace/span ids, non-negative latency and cost, and text no longer
-  than ``max_text_length`` when ``truncate_text`` is off.
+* **ingestion rules**, always on, because LLM-Sentinel's ingestion (``serde_json`` into its
+  ``TelemetryEvent``, then that type's ``validate()``) drops a record that breaks them: every
+  required field present with its JSON type, strings that encode as UTF-8 (no lone
+  surrogates), finite numbers, tokens in ``0..2**32-1`` (booleans are not integers),
+  ``event_id`` a hyphenated UUID, metadata a string-to-string map and errors a list of
+  strings; ``service_name`` of 1 to 255 characters, ``latency_ms`` and ``cost_usd`` >= 0,
+  and prompt and response text of at most 100,000 characters (the limit Sentinel's type
+  declares);
+* **SDK rules**, stricter than the ingestion and skipped when ``enable_validation`` is off:
+  a non-empty model name and trace/span ids, and text no longer than ``max_text_length``
+  when ``truncate_text`` is off.
 
 Text longer than ``max_text_length`` is cut when ``truncate_text`` is on (whatever
 ``enable_validation`` says) so that the result, marker included, fits the limit.
+
+Reprs of the models name the size of prompt, response, metadata and error text, never the
+text itself; so do the errors (see ``errors.ValidationError``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn
 
 from pydantic import (
     AfterValidator,
@@ -41,20 +47,33 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from .errors import ValidationError
+from ._version import __version__
+from .errors import ValidationError, describe_type
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_TEXT_LENGTH",
+    "SENTINEL_MAX_SERVICE_NAME",
+    "SENTINEL_MAX_TEXT_LENGTH",
     "TRUNCATION_MARKER",
     "EventRules",
     "PromptInfo",
     "ResponseInfo",
     "TelemetryEvent",
+    "check_record_size",
+    "record_size",
     "validate_event",
 ]
 
 U32_MAX = 2**32 - 1
-DEFAULT_MAX_TEXT_LENGTH = 100_000
+#: The text limit LLM-Sentinel's ``TelemetryEvent`` declares (``#[validate(length(max = 100000))]``
+#: on prompt and response text): ``max_text_length`` may not exceed it.
+SENTINEL_MAX_TEXT_LENGTH = 100_000
+#: ``service_name`` length that Sentinel's ``validate()`` accepts (``length(min = 1, max = 255)``).
+SENTINEL_MAX_SERVICE_NAME = 255
+DEFAULT_MAX_TEXT_LENGTH = SENTINEL_MAX_TEXT_LENGTH
+#: Kafka's default ``max.message.bytes`` of a topic (1 MiB + 12 bytes of log overhead).
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 #: Appended to text cut by truncation; counted inside ``max_text_length``.
 TRUNCATION_MARKER = "...[truncated]"
 
@@ -67,6 +86,17 @@ class EventRules:
     truncate_text: bool = True
     enable_validation: bool = True
     otel_trace_ids: bool = True
+    #: Largest record (see :func:`record_size`) that may be spooled.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_text_length <= SENTINEL_MAX_TEXT_LENGTH:
+            raise ValueError(
+                f"max_text_length={self.max_text_length} is outside 1..{SENTINEL_MAX_TEXT_LENGTH}"
+                " (LLM-Sentinel's limit on prompt and response text)"
+            )
+        if self.max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes={self.max_message_bytes} must be > 0")
 
 
 _DEFAULT_RULES = EventRules()
@@ -147,18 +177,33 @@ EventId = Annotated[str, BeforeValidator(_uuid_to_str), AfterValidator(_hyphenat
 Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
 
 
-# --- value rules (skipped when enable_validation is off) ---------------------
+# --- ingestion rules beyond the types (always on) ----------------------------------
+
+
+def _service_name(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("non_empty", "must not be empty (LLM-Sentinel drops such events)")
+    if len(value) > SENTINEL_MAX_SERVICE_NAME:
+        raise PydanticCustomError(
+            "too_long",
+            "is {length} characters, over the {limit} LLM-Sentinel accepts",
+            {"length": len(value), "limit": SENTINEL_MAX_SERVICE_NAME},
+        )
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise PydanticCustomError("non_negative", "must be >= 0 (LLM-Sentinel drops negative values)")
+    return value
+
+
+# --- SDK rules (skipped when enable_validation is off) -----------------------------
 
 
 def _non_empty(value: str, info: ValidationInfo) -> str:
     if not value and _rules(info).enable_validation:
         raise PydanticCustomError("non_empty", "must not be empty")
-    return value
-
-
-def _non_negative(value: float, info: ValidationInfo) -> float:
-    if value < 0 and _rules(info).enable_validation:
-        raise PydanticCustomError("non_negative", "must be >= 0")
     return value
 
 
@@ -177,10 +222,17 @@ def _within_text_limit(value: str, info: ValidationInfo) -> str:
             "is {length} characters, over max_text_length={limit} (truncate_text is off)",
             {"length": len(value), "limit": limit},
         )
+    if len(value) > SENTINEL_MAX_TEXT_LENGTH:  # an ingestion rule: always on
+        raise PydanticCustomError(
+            "text_too_long",
+            "is {length} characters, over the {limit} LLM-Sentinel accepts (truncate_text is off)",
+            {"length": len(value), "limit": SENTINEL_MAX_TEXT_LENGTH},
+        )
     return value
 
 
 NonEmptyStr = Annotated[WireStr, AfterValidator(_non_empty)]
+ServiceName = Annotated[WireStr, AfterValidator(_service_name)]
 NonNegativeFloat = Annotated[FiniteFloat, AfterValidator(_non_negative)]
 Text = Annotated[WireStr, AfterValidator(_within_text_limit)]
 
@@ -199,20 +251,44 @@ _MODEL_CONFIG = ConfigDict(
 )
 
 
-class PromptInfo(BaseModel):
+class _Described:
+    """Stands in for a value in a repr: its type and size, never its content."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, value: Any) -> None:
+        self._text = f"<{describe_type(value)}>"
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+class _PrivateRepr(BaseModel):
+    """``repr()``/``str()`` name the size of user content (``_PRIVATE`` fields), never the content."""
+
+    _PRIVATE: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (_Described(value) if name in self._PRIVATE and value is not None else value)
+
+
+class PromptInfo(_PrivateRepr):
     """The prompt sent to the model: ``{text, tokens, embedding?}`` on the wire."""
 
     model_config = _MODEL_CONFIG
+    _PRIVATE = frozenset({"text", "embedding"})
 
     text: Text
     tokens: Tokens
     embedding: Embedding | None = Field(default=None, exclude_if=_is_none)
 
 
-class ResponseInfo(BaseModel):
+class ResponseInfo(_PrivateRepr):
     """The model's response: ``{text, tokens, finish_reason, embedding?}`` on the wire."""
 
     model_config = _MODEL_CONFIG
+    _PRIVATE = frozenset({"text", "embedding"})
 
     text: Text
     tokens: Tokens
@@ -220,7 +296,7 @@ class ResponseInfo(BaseModel):
     embedding: Embedding | None = Field(default=None, exclude_if=_is_none)
 
 
-class TelemetryEvent(BaseModel):
+class TelemetryEvent(_PrivateRepr):
     """One LLM call, as LLM-Sentinel ingests it (DESIGN §2).
 
     ``model_dump_json()`` gives the exact Kafka record value; ``from_json`` parses it back.
@@ -229,10 +305,11 @@ class TelemetryEvent(BaseModel):
     """
 
     model_config = _MODEL_CONFIG
+    _PRIVATE = frozenset({"metadata", "errors"})
 
     event_id: EventId = Field(default_factory=new_event_id)
     timestamp: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
-    service_name: NonEmptyStr
+    service_name: ServiceName
     model: NonEmptyStr
     prompt: PromptInfo
     response: ResponseInfo
@@ -282,4 +359,47 @@ def _raise_ours(exc: PydanticValidationError) -> NoReturn:
         message = f"has an invalid key: {message}"
         if len(location) > 1:
             location.pop()
+    if error["type"] == "missing":  # pydantic's input is then the enclosing object: not the field's value
+        raise ValidationError(".".join(location), message, show_value=False) from exc
     raise ValidationError(".".join(location) or "event", message, error.get("input")) from exc
+
+
+# --- the record's size ------------------------------------------------------------
+
+#: Framing of one record alone in a Kafka v2 record batch, at its largest: the batch header
+#: (61 bytes), then the record's length, attributes, timestamp delta, offset delta, key length,
+#: value length and header count, each varint at its widest.
+_RECORD_FRAMING = 61 + 5 + 1 + 10 + 5 + 5 + 5 + 5
+#: The headers ``transport.record_headers`` sends, with their constant values: each header
+#: costs its name, its value and two varint lengths (at most 5 bytes each).
+_HEADERS: tuple[tuple[str, bytes | None], ...] = (
+    ("event_id", None), ("service_name", None), ("model", None), ("content-type", b"application/json"),
+    ("sdk.name", b"sentinel-durable"), ("sdk.version", __version__.encode()),
+)  # fmt: skip
+_HEADERS_FIXED = sum(len(name) + 10 + len(value or b"") for name, value in _HEADERS)
+_UUID_LENGTH = 36
+
+
+def record_size(value_bytes: int, service_name: str, model: str) -> int:
+    """A conservative estimate of the bytes one event takes as a Kafka record, uncompressed:
+    the value, the longest key ``partition_key`` can choose (``service_name`` or ``event_id``),
+    the headers and the batch framing. Kafka's producers check ``max.request.size`` (and the
+    broker ``max.message.bytes``) against about this; it is never below what they count."""
+    service = len(service_name.encode("utf-8", "surrogatepass"))
+    key = max(service, _UUID_LENGTH)
+    headers = _HEADERS_FIXED + _UUID_LENGTH + service + len(model.encode("utf-8", "surrogatepass"))
+    return _RECORD_FRAMING + value_bytes + key + headers
+
+
+def check_record_size(value: bytes, event: TelemetryEvent, max_message_bytes: int) -> None:
+    """Raise ``ValidationError`` when ``event`` (serialized as ``value``) makes a record larger
+    than ``max_message_bytes``: Kafka would refuse it, so it is never spooled."""
+    size = record_size(len(value), event.service_name, event.model)
+    if size > max_message_bytes:
+        raise ValidationError(
+            "event",
+            f"makes a Kafka record of {size} bytes (value {len(value)} bytes, plus key and headers),"
+            f" over max_message_bytes={max_message_bytes}",
+            size,
+            show_value=False,
+        )

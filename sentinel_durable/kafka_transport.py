@@ -142,7 +142,10 @@ def producer_options(config: Config) -> dict[str, Any]:
         "acks": _ACKS[config.require_acks],
         "compression_type": None if config.compression == "none" else config.compression,
         "linger_ms": int(config.batch_timeout * 1000),
-        "batch_size": _BATCH_BYTES,
+        # A record, and a batch, as large as max_message_bytes (what the send-time check lets
+        # through); TopicSizeLimit lowers both to the topic's max.message.bytes once it is read.
+        "max_request_size": config.max_message_bytes,
+        "batch_size": min(_BATCH_BYTES, config.max_message_bytes),
         # We retry ourselves (forever, with our backoff); the idempotent producer can wedge
         # itself after a broker restart, and duplicates carry their event_id anyway.
         "enable_idempotence": False,
@@ -232,7 +235,7 @@ class KafkaPythonTransport:
                 # large fails at send() and kafka-python never splits a batch the broker refused (its
                 # split re-sent records that were already appended, many times over).
                 limit = self._limit.get()
-                if limit is not None and limit < _BATCH_BYTES:
+                if limit is not None and limit < self._config.max_message_bytes:
                     with _suppress_and_log("close"):
                         producer.close(timeout=0)
                     producer = self._new_producer()
@@ -243,7 +246,7 @@ class KafkaPythonTransport:
         options = producer_options(self._config)
         limit = self._limit.value
         if limit is not None:
-            options["max_request_size"] = min(limit, options.get("max_request_size", 1 << 20))
+            options["max_request_size"] = min(limit, options["max_request_size"])
             options["batch_size"] = min(options["batch_size"], limit)
         producer = KafkaProducer(**options)
         # kafka-python closes each producer from an atexit hook of its own (1 s timeout).

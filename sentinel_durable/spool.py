@@ -39,7 +39,7 @@ from typing import Literal, NamedTuple
 
 from .crypto import CannotDecrypt, SpoolCipher, is_sealed
 from .errors import ConfigError, SentinelError, SpoolFullError
-from .event import TelemetryEvent
+from .event import TelemetryEvent, check_record_size
 
 __all__ = ["Claim", "ClaimedRecord", "Spool", "SpoolCounts", "SpoolRecord"]
 
@@ -85,9 +85,14 @@ class SpoolRecord(NamedTuple):
     event_time_ms: int
 
     @classmethod
-    def from_event(cls, event: TelemetryEvent) -> SpoolRecord:
+    def from_event(cls, event: TelemetryEvent, max_message_bytes: int | None = None) -> SpoolRecord:
+        """The record of ``event``; ``ValidationError`` when it would be larger than
+        ``max_message_bytes`` (Kafka would refuse it: it is never spooled)."""
+        data = event.to_json()
+        if max_message_bytes is not None:
+            check_record_size(data, event, max_message_bytes)
         return cls(
-            data=event.to_json(),
+            data=data,
             event_id=event.event_id,
             service_name=event.service_name,
             model=event.model,

@@ -19,6 +19,7 @@ from typing import Protocol
 from ._version import __version__
 from .config import Config
 from .errors import ConfigError
+from .event import record_size as event_record_size
 from .spool import ClaimedRecord
 
 logger = logging.getLogger(__name__)
@@ -166,9 +167,9 @@ class TopicSizeLimit:
 
 
 def record_size(record: ClaimedRecord) -> int:
-    """Value, key and headers: about what the record takes in a batch, before compression."""
-    headers = sum(len(name) + len(value) for name, value in record_headers(record))
-    return len(record.data) + len(record.service_name) + headers
+    """Value, key, headers and framing: what the record takes in a batch, before compression, at
+    most (the estimate ``max_message_bytes`` is checked against at send time)."""
+    return event_record_size(len(record.data), record.service_name, record.model)
 
 
 def check_transport_config(config: Config) -> None:

@@ -75,7 +75,7 @@ def test_errors_replaces_and_add_error_extends() -> None:
 @pytest.mark.parametrize(
     ("method", "field"),
     [("service", "service_name"), ("model", "model"), ("prompt", "prompt"), ("response", "response"),
-     ("latency", "latency_ms"), ("cost", "cost_usd")],
+     ("latency", "latency_ms")],
 )  # fmt: skip
 def test_build_names_the_missing_field(method: str, field: str) -> None:
     builder = sentinel.EventBuilder()
@@ -127,3 +127,22 @@ def test_later_changes_to_the_builder_do_not_alter_a_built_event() -> None:
     event = builder.build()
     builder.add_metadata("b", "2").add_error("f")
     assert (event.metadata, event.errors) == ({"a": "1"}, ["e"])
+
+
+def test_cost_defaults_to_zero_as_in_track() -> None:
+    # Client.track defaults cost_usd=0.0; the builder agrees (it used to refuse "cost_usd: is required").
+    event = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("ok", 1, "stop").latency(1).build()
+    assert event.cost_usd == 0.0
+    parse_wire(event.to_json())
+
+
+def test_repr_names_the_fields_set_and_the_size_of_text_not_the_text() -> None:
+    builder = complete().add_metadata("region", "private-value").add_error("private-error")
+    shown = repr(builder)
+    assert shown.startswith("<EventBuilder ") and shown.endswith(">")
+    for part in ("service_name='svc'", "model='gpt-4'", "latency_ms=150.5", "cost_usd=0.001",
+                 "prompt=<text str of 30 characters, tokens=8>", "metadata=<1 entry>", "errors=<1 entry>"):  # fmt: skip
+        assert part in shown, shown
+    for private in ("capital of France", "Paris", "private-value", "private-error"):
+        assert private not in shown
+    assert repr(sentinel.EventBuilder()) == "<EventBuilder (empty)>"

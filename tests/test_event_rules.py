@@ -285,10 +285,34 @@ def test_embedding_must_be_finite_numbers(bad: Any) -> None:
 LAX = EventRules(enable_validation=False)
 
 
-def test_value_rules_are_skipped_when_validation_is_off() -> None:
-    fields = valid_fields(service_name="", model="", latency_ms=-5.0, cost_usd=-1.0, trace_id="", span_id="")
-    event = validate_event(fields, LAX)
-    assert (event.service_name, event.latency_ms, event.cost_usd) == ("", -5.0, -1.0)
+def test_sdk_rules_are_skipped_when_validation_is_off() -> None:
+    event = validate_event(valid_fields(model="", trace_id="", span_id=""), LAX)
+    assert (event.model, event.trace_id, event.span_id) == ("", "", "")
+
+
+@pytest.mark.parametrize(
+    ("field", "overrides"),
+    [
+        ("latency_ms", {"latency_ms": -5.0}),
+        ("cost_usd", {"cost_usd": -0.01}),
+        ("service_name", {"service_name": ""}),
+        ("service_name", {"service_name": "s" * 256}),
+        ("prompt.text", {"prompt": {"text": "x" * 100_001, "tokens": 1}}),
+        ("response.text", {"response": {"text": "x" * 100_001, "tokens": 1, "finish_reason": "stop"}}),
+    ],
+)
+def test_rules_of_sentinels_ingestion_hold_even_when_validation_is_off(
+    field: str, overrides: dict[str, Any]
+) -> None:
+    # LLM-Sentinel's Kafka consumer runs serde_json and then its TelemetryEvent's validate(): latency and
+    # cost >= 0, service_name of 1..255 characters; its text limit is 100,000 characters.
+    rules = EventRules(truncate_text=False, enable_validation=False)
+    error = refused(field, rules, **overrides)
+    assert "Sentinel" in error.message
+
+
+def test_a_255_character_service_name_is_accepted() -> None:
+    assert accepted(service_name="s" * 255).service_name == "s" * 255
 
 
 def test_long_text_is_kept_when_validation_and_truncation_are_off() -> None:
@@ -313,7 +337,7 @@ def test_type_rules_hold_even_when_validation_is_off(field: str, overrides: dict
 
 
 def test_json_has_every_required_field_when_validation_is_off() -> None:
-    event = validate_event(valid_fields(latency_ms=-1.0), LAX)
+    event = validate_event(valid_fields(model=""), LAX)
     document = event.model_dump(mode="json")
     assert set(document) >= {"event_id", "timestamp", "metadata", "errors", "prompt", "response"}
 
