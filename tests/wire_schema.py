@@ -77,3 +77,37 @@ def parse_wire(data: bytes) -> dict[str, Any]:
     document = json.loads(data.decode("utf-8", errors="strict"), parse_constant=_refuse_constant)
     jsonschema.validate(document, WIRE_SCHEMA)
     return document  # type: ignore[no-any-return]
+
+
+# What LLM-Sentinel's Kafka ingestion accepts: serde_json into its TelemetryEvent, then that type's
+# validator derive (llm-sentinel crates/sentinel-core/src/events.rs, sentinel-ingestion/src/kafka.rs):
+# service_name `length(min = 1, max = 255)`, latency_ms and cost_usd `range(min = 0.0)`, prompt and
+# response text declared `length(max = 100000)`. model, finish_reason, trace_id and span_id carry no
+# rule there (empty strings pass). Every event the SDK spools, whatever enable_validation says, must
+# pass this.
+_SENTINEL_TEXT = {"type": "string", "maxLength": 100_000}
+INGESTION_SCHEMA: dict[str, Any] = {
+    **WIRE_SCHEMA,
+    "properties": {
+        **WIRE_SCHEMA["properties"],
+        "service_name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "model": {"type": "string"},
+        "prompt": {
+            **WIRE_SCHEMA["properties"]["prompt"],
+            "properties": {**WIRE_SCHEMA["properties"]["prompt"]["properties"], "text": _SENTINEL_TEXT},
+        },
+        "response": {
+            **WIRE_SCHEMA["properties"]["response"],
+            "properties": {**WIRE_SCHEMA["properties"]["response"]["properties"], "text": _SENTINEL_TEXT},
+        },
+        "trace_id": {"type": "string"},
+        "span_id": {"type": "string"},
+    },
+}
+
+
+def parse_ingested(data: bytes) -> dict[str, Any]:
+    """Parse a record value the way LLM-Sentinel's ingestion would, refusing what it drops."""
+    document = json.loads(data.decode("utf-8", errors="strict"), parse_constant=_refuse_constant)
+    jsonschema.validate(document, INGESTION_SCHEMA)
+    return document  # type: ignore[no-any-return]

@@ -107,6 +107,23 @@ def test_a_record_too_large_for_the_topic_is_dead_lettered_alone_with_its_size_a
     assert "the record is " in stats.last_error
 
 
+def test_send_and_wait_raises_send_error_for_a_record_the_topic_refuses(
+    single: KafkaCluster, make_client: MakeClient, topic: str
+) -> None:
+    """The topic takes less than max_message_bytes (here 4000 bytes): the send-time check lets the event
+    through, Kafka refuses it, and a send that waits for it gets SendError once it is dead-lettered."""
+    single.create_topic(topic, config={"max.message.bytes": "4000"})
+    client = make_client(single.brokers(), topic, max_retries=1)
+    event = (
+        sentinel.EventBuilder(client.config).service("svc").model("m").prompt(secrets.token_hex(3000), 1)
+        .response("r", 1, "stop").latency(1).build()
+    )  # fmt: skip
+    with pytest.raises(sentinel.SendError) as caught:
+        client.send(event, wait=True, timeout=60)
+    assert caught.value.event_id == event.event_id
+    assert caught.value.retries == 1
+
+
 def test_an_event_dated_beyond_the_brokers_future_window_is_dead_lettered_with_kafkas_reason(
     single: KafkaCluster, make_client: MakeClient, topic: str
 ) -> None:
