@@ -86,13 +86,13 @@ class ValidationError(SentinelError, ValueError):
         super().__init__(f"{field}: {message}{shown}")
 
 
-#: Fields whose values may be shown in an error: they name things, count things or are ids,
-#: never user content. Everything else (prompt/response text, metadata, errors, embeddings,
-#: unknown fields, a whole event) is described by its type and size only.
-_SHOWN_FIELDS = frozenset(
-    {"service_name", "model", "event_id", "timestamp", "trace_id", "span_id", "latency_ms", "cost_usd",
-     "prompt.tokens", "response.tokens", "response.finish_reason", "record"}
-)  # fmt: skip
+#: Fields whose values may be shown in an error, because they never carry user content: names and
+#: ids (shown as given), and numbers (shown when they are numbers; text given there is described).
+#: Everything else (prompt/response text, metadata, errors, embeddings, unknown fields, a whole
+#: event) is described by its type and size only.
+_NAME_FIELDS = frozenset({"service_name", "model", "event_id", "timestamp", "trace_id", "span_id",
+                          "response.finish_reason"})  # fmt: skip
+_NUMBER_FIELDS = frozenset({"latency_ms", "cost_usd", "prompt.tokens", "response.tokens"})
 _EVENTS_PREFIX = re.compile(r"^events\[\d+\]\.")
 
 
@@ -101,7 +101,10 @@ def describe_value(field: str, value: Any) -> str:
     content, the type and size otherwise (``str of 21 characters``, ``dict of 3 items``)."""
     if value is None or isinstance(value, bool):
         return repr(value)
-    if _EVENTS_PREFIX.sub("", field) in _SHOWN_FIELDS and isinstance(value, str | int | float):
+    name = _EVENTS_PREFIX.sub("", field)
+    if isinstance(value, int | float) and (name in _NUMBER_FIELDS or name in _NAME_FIELDS):
+        return _short_repr(value)
+    if isinstance(value, str) and name in _NAME_FIELDS:
         return _short_repr(value)
     return describe_type(value)
 
