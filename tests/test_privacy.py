@@ -24,7 +24,8 @@ from conftest import valid_fields
 import sentinel_durable as sentinel
 from sentinel_durable.event import EventRules, validate_event
 
-MARKER = "pr1v4te-" + secrets.token_hex(6)
+#: Short, and first in each text: an error that shows the start of a value (a repr cut at 80 characters) shows it.
+MARKER = "pv" + secrets.token_hex(4)
 
 
 def free_port() -> int:
@@ -36,26 +37,26 @@ def free_port() -> int:
 def private_fields(**overrides: Any) -> dict[str, Any]:
     """A valid event's fields with the marker in every piece of user content."""
     private = {
-        "prompt": {"text": f"my SSN is {MARKER}", "tokens": 1},
-        "response": {"text": f"noted {MARKER}", "tokens": 1, "finish_reason": "stop"},
+        "prompt": {"text": f"{MARKER} is my SSN", "tokens": 1},
+        "response": {"text": f"{MARKER} noted", "tokens": 1, "finish_reason": "stop"},
         "metadata": {"user": f"{MARKER}@example.com"},
-        "errors": [f"failed for {MARKER}"],
+        "errors": [f"{MARKER} failed"],
     }
     return valid_fields(**{**private, **overrides})
 
 
 def private_builder(rules: Any = None) -> sentinel.EventBuilder:
     return (
-        sentinel.EventBuilder(rules).service("svc").model("gpt-4").prompt(f"my SSN is {MARKER}", 1)
-        .response(f"noted {MARKER}", 1, "stop").latency(1).add_metadata("user", f"{MARKER}@example.com")
-        .add_error(f"failed for {MARKER}")
+        sentinel.EventBuilder(rules).service("svc").model("gpt-4").prompt(f"{MARKER} is my SSN", 1)
+        .response(f"{MARKER} noted", 1, "stop").latency(1).add_metadata("user", f"{MARKER}@example.com")
+        .add_error(f"{MARKER} failed")
     )  # fmt: skip
 
 
 def private_track(**overrides: Any) -> dict[str, Any]:
     arguments: dict[str, Any] = {
-        "service": "svc", "model": "gpt-4", "prompt": f"my SSN is {MARKER}", "response": f"noted {MARKER}",
-        "latency_ms": 1.0, "metadata": {"user": f"{MARKER}@example.com"}, "errors": [f"failed for {MARKER}"],
+        "service": "svc", "model": "gpt-4", "prompt": f"{MARKER} is my SSN", "response": f"{MARKER} noted",
+        "latency_ms": 1.0, "metadata": {"user": f"{MARKER}@example.com"}, "errors": [f"{MARKER} failed"],
     }  # fmt: skip
     arguments.update(overrides)
     return arguments
@@ -72,13 +73,15 @@ def client(tmp_path: Path) -> Iterator[sentinel.Client]:
 
 def _builder_cases() -> dict[str, Callable[[sentinel.Client], object]]:
     return {
-        # The issue's case: every field but the cost. The cost now defaults to 0.0: a missing latency instead.
+        # The issue's case is every field but the cost; the cost now defaults to 0.0: a missing latency instead.
         "builder: missing latency": lambda _: sentinel.EventBuilder().service("s").model("m")
-        .prompt(f"my SSN is {MARKER}", 1).response("ok", 1, "stop").build(),
+        .prompt(f"{MARKER} is my SSN", 1).response("ok", 1, "stop").build(),
+        "builder: missing response": lambda _: sentinel.EventBuilder().service("s").model("m")
+        .prompt(f"{MARKER} is my SSN", 1).latency(1).build(),
         "builder: missing service": lambda _: private_builder().service(None).build(),  # type: ignore[arg-type]
-        "builder: negative tokens": lambda _: private_builder().prompt(f"my SSN is {MARKER}", -1).build(),
+        "builder: negative tokens": lambda _: private_builder().prompt(f"{MARKER} is my SSN", -1).build(),
         "builder: negative latency": lambda _: private_builder().latency(-1).build(),
-        "builder: text over the limit": lambda _: private_builder(EventRules(max_text_length=20, truncate_text=False))
+        "builder: text over the limit": lambda _: private_builder(EventRules(max_text_length=15, truncate_text=False))
         .build(),
         "builder: prompt of the wrong type": lambda _: private_builder().prompt([MARKER], 1).build(),  # type: ignore[arg-type]
         "builder: metadata value not a string": lambda _: private_builder().add_metadata("n", 5).build(),  # type: ignore[arg-type]
@@ -90,7 +93,7 @@ def _builder_cases() -> dict[str, Callable[[sentinel.Client], object]]:
         "builder: errors not a list": lambda _: private_builder().errors(MARKER).build(),  # type: ignore[arg-type]
         "builder: embedding of text": lambda _: private_builder()
         .prompt_with_embedding(MARKER, 1, [MARKER]).build(),
-        "builder: record too large": lambda _: private_builder().add_metadata("blob", MARKER * 100_000).build(),
+        "builder: record too large": lambda _: private_builder().add_metadata("blob", MARKER * 200_000).build(),
     }
 
 
@@ -101,7 +104,7 @@ def _client_cases() -> dict[str, Callable[[sentinel.Client], object]]:
         "track: empty service": lambda c: c.track(**private_track(service="")),
         "track: tokens as text": lambda c: c.track(**private_track(prompt_tokens=MARKER)),
         "track: metadata value not a string": lambda c: c.track(**private_track(metadata={"k": [MARKER]})),
-        "track: record too large": lambda c: c.track(**private_track(metadata={"blob": MARKER * 100_000})),
+        "track: record too large": lambda c: c.track(**private_track(metadata={"blob": MARKER * 200_000})),
         "send: dict missing the cost and latency": lambda c: c.send(  # type: ignore[arg-type]
             {k: v for k, v in private_fields().items() if k not in ("cost_usd", "latency_ms")}
         ),
@@ -204,7 +207,7 @@ def test_every_case_fails_with_a_clear_error_naming_the_field(client: sentinel.C
 
 
 def test_the_issues_builder_case_now_builds_with_a_zero_cost() -> None:
-    event = (sentinel.EventBuilder().service("s").model("m").prompt(f"my SSN is {MARKER}", 1)
+    event = (sentinel.EventBuilder().service("s").model("m").prompt(f"{MARKER} is my SSN", 1)
              .response("ok", 1, "stop").latency(1).build())  # fmt: skip
     assert event.cost_usd == 0.0
 
@@ -227,7 +230,7 @@ def test_errors_name_the_type_and_size_of_user_content() -> None:
         private_builder().prompt(["a", "b", MARKER], 1).build()  # type: ignore[arg-type]
     assert str(caught.value) == "prompt.text: Input should be a valid string (got list of 3 items)"
     with pytest.raises(sentinel.ValidationError) as caught:
-        validate_event(private_fields(prompt={"text": MARKER, "tokens": 1}), EventRules(10, truncate_text=False))
+        validate_event(private_fields(prompt={"text": MARKER * 2, "tokens": 1}), EventRules(10, truncate_text=False))
     assert str(caught.value) == (
         "prompt.text: is 20 characters, over max_text_length=10 (truncate_text is off) (got str of 20 characters)"
     )
@@ -253,10 +256,10 @@ def test_event_reprs_show_sizes_not_text(shows: Callable[[sentinel.TelemetryEven
 
 
 def test_event_repr_names_every_field_and_the_sizes() -> None:
-    event = private_builder().prompt_with_embedding(f"my SSN is {MARKER}", 1, [0.5, 0.25]).build()
+    event = private_builder().prompt_with_embedding(f"{MARKER} is my SSN", 1, [0.5, 0.25]).build()
     text = repr(event)
     for part in ("service_name='svc'", "model='gpt-4'", "latency_ms=1.0", "cost_usd=0.0",
-                 "prompt=PromptInfo(text=<str of 30 characters>, tokens=1, embedding=<list of 2 items>)",
+                 "prompt=PromptInfo(text=<str of 20 characters>, tokens=1, embedding=<list of 2 items>)",
                  "finish_reason='stop'", "metadata=<dict of 1 item>", "errors=<list of 1 item>"):  # fmt: skip
         assert part in text, text
 
@@ -298,7 +301,7 @@ def test_an_observation_that_cannot_be_tracked_logs_no_user_text(
     caplog.set_level(logging.DEBUG)
     with (
         pytest.raises(RuntimeError),
-        client.observe(service="svc", model="m", prompt=f"my SSN is {MARKER}", metadata={"k": [MARKER]}),
+        client.observe(service="svc", model="m", prompt=f"{MARKER} is my SSN", metadata={"k": [MARKER]}),
     ):
         raise RuntimeError("the model call failed")
     assert "could not track" in caplog.text  # the failure is logged, with its traceback...
