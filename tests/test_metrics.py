@@ -135,7 +135,9 @@ def test_prometheus_refuses_a_second_client_with_the_same_labels(
 
 
 def test_prometheus_dropped_total_counts_by_reason(make_client: Any, topic: str) -> None:
-    client = make_client("127.0.0.1:1", topic, max_spool_bytes=200_000, overflow="drop_newest")  # no broker
+    client = make_client(
+        "127.0.0.1:1", topic, max_spool_bytes=200_000, max_message_bytes=100_000, overflow="drop_newest"
+    )  # no broker; a spool below max_message_bytes + 64 KiB is refused
     registry = CollectorRegistry()
     register_prometheus(client, registry)
     track(client, 1000)
