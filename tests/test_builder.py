@@ -139,7 +139,8 @@ def test_cost_defaults_to_zero_as_in_track() -> None:
 def test_repr_names_the_fields_set_and_the_size_of_text_not_the_text() -> None:
     builder = complete().add_metadata("region", "private-value").add_error("private-error")
     shown = repr(builder)
-    assert shown.startswith("<EventBuilder ") and shown.endswith(">")
+    assert shown.startswith("<EventBuilder ")
+    assert shown.endswith(">")
     for part in ("service_name='svc'", "model='gpt-4'", "latency_ms=150.5", "cost_usd=0.001",
                  "prompt=<text str of 30 characters, tokens=8>", "metadata=<1 entry>", "errors=<1 entry>"):  # fmt: skip
         assert part in shown, shown

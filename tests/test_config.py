@@ -178,9 +178,7 @@ def test_brokers_as_a_comma_separated_string() -> None:
     assert sentinel.Config(brokers="a:1, b:2").brokers == ["a:1", "b:2"]
 
 
-@pytest.mark.parametrize(
-    "broker", ["localhost:9092", "10.0.0.1:29092", "[::1]:9092", "kafka-0.svc.local:1"]
-)
+@pytest.mark.parametrize("broker", ["localhost:9092", "10.0.0.1:29092", "[::1]:9092", "kafka-0.svc.local:1"])
 def test_broker_forms_accepted(broker: str) -> None:
     assert sentinel.Config(brokers=[broker]).brokers == [broker]
 

@@ -301,9 +301,7 @@ def test_sdk_rules_are_skipped_when_validation_is_off() -> None:
         ("response.text", {"response": {"text": "x" * 100_001, "tokens": 1, "finish_reason": "stop"}}),
     ],
 )
-def test_rules_of_sentinels_ingestion_hold_even_when_validation_is_off(
-    field: str, overrides: dict[str, Any]
-) -> None:
+def test_rules_of_sentinels_ingestion_hold_even_when_validation_is_off(field: str, overrides: dict[str, Any]) -> None:
     # LLM-Sentinel's Kafka consumer runs serde_json and then its TelemetryEvent's validate(): latency and
     # cost >= 0, service_name of 1..255 characters; its text limit is 100,000 characters.
     rules = EventRules(truncate_text=False, enable_validation=False)
