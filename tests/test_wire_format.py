@@ -161,3 +161,19 @@ def test_from_json_refuses_unknown_fields() -> None:
 def test_json_schema_is_generated_from_the_model() -> None:
     schema = sentinel.TelemetryEvent.model_json_schema(mode="serialization")
     assert set(schema["required"]) >= {"service_name", "model", "prompt", "response", "latency_ms", "cost_usd"}
+
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_fields(), FINITE, FINITE, st.text(max_size=300), st.booleans())
+def test_every_event_accepted_is_one_sentinels_ingestion_takes_whatever_enable_validation_says(
+    fields: dict[str, Any], latency: float, cost: float, service: str, validation: bool
+) -> None:
+    fields.update(latency_ms=latency, cost_usd=cost, service_name=service)
+    try:
+        event = validate_event(fields, EventRules(truncate_text=False, enable_validation=validation))
+    except sentinel.ValidationError:
+        return
+    parse_ingested(event.to_json())
