@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -296,15 +298,46 @@ def _dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stop(BaseException):
+    """Raised in the main thread by SIGTERM or SIGHUP, so that ``with EmbeddedBroker`` stops the broker."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end ``broker`` as Ctrl-C does: the child is stopped by pid before we exit."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the first signal wins: the
+            signal.signal(number, signal.SIG_IGN)  # broker's stop() must not be interrupted
+        raise _Stop(signum)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
+
+
 def _broker(args: argparse.Namespace) -> int:
     from .testing import EmbeddedBroker
 
-    with EmbeddedBroker(port=args.port) as broker:
-        print(f"Kafka-compatible broker (Tansu, in memory) on {broker.bootstrap_servers}; Ctrl-C to stop", flush=True)
-        stopped = threading.Event()
-        while not stopped.wait(1.0):  # until Ctrl-C, or the broker process ends
-            if not broker.running:
-                raise CommandError("the broker exited")
+    _stop_on_signals()
+    try:
+        with EmbeddedBroker(port=args.port) as broker:
+            print(
+                f"Kafka-compatible broker (Tansu, in memory) on {broker.bootstrap_servers}; Ctrl-C to stop", flush=True
+            )
+            stopped = threading.Event()  # never set: a timed wait between looks at the broker
+            while not stopped.wait(1.0):  # until a signal, or the broker process ends
+                if not broker.running:
+                    raise CommandError(f"the broker exited unexpectedly ({broker!r})")
+    except _Stop as stop:
+        print(f"sentinel-durable: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(f"{exc.strerror} (another process has the port; choose another with --port)") from exc
+        raise
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -57,7 +56,8 @@ def test_export_into_a_pipe_closed_early_exits_0_quietly(tmp_path: Path) -> None
         [*CLI, "export", "--spool-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
         assert json.loads(process.stdout.readline())["event_id"]
         process.stdout.close()  # `| head -1`: the reader has what it wanted
         err = process.stderr.read().decode()
