@@ -46,9 +46,7 @@ def test_async_client_with_zstd_logs_one_warning_at_construction(
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4"])
-def test_other_codecs_log_no_compression_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, codec: str
-) -> None:
+def test_other_codecs_log_no_compression_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture, codec: str) -> None:
     caplog.set_level(logging.WARNING)
     sentinel.Client(brokers=UNREACHABLE, compression=codec, spool_dir=tmp_path).close(timeout=0.5)
     assert [r for r in warnings_from(caplog) if "compression" in r.getMessage()] == []
