@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from .client import Client, track_fields
+from .client import Client, track_fields, warn_about_compression
 from .config import Config
 from .errors import ClientClosedError, ConfigError, SendError
 from .event import EventRules, TelemetryEvent, validate_event
@@ -88,6 +88,7 @@ class AsyncClient:
         if config is not None and options:
             raise ConfigError("config", f"pass config= or options ({', '.join(sorted(options))}), not both")
         self._config = config if config is not None else Config(**options)
+        warn_about_compression(self._config)
         self._hooks: dict[str, Any] = {"before_send": before_send, "on_delivery": on_delivery, "on_error": on_error}
         self._lock = threading.Lock()  # guards _closed, _opening and the enqueueing of requests
         self._closed = False
@@ -140,7 +141,7 @@ class AsyncClient:
         return await asyncio.shield(asyncio.wrap_future(opening))
 
     def _open_engine(self) -> _Engine:
-        engine = _Engine(Client(config=self._config, **self._hooks))
+        engine = _Engine(Client(config=self._config, _warned=True, **self._hooks))
         self._engine = engine
         return engine
 

@@ -7,9 +7,12 @@ Every failure is one line on stderr and a non-zero exit code: 1 for an operation
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -64,12 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 2 if isinstance(exc, ValueError) else 1
         print(f"sentinel-durable: {exc}", file=sys.stderr)
         return code
+    except BrokenPipeError:  # `sentinel-durable export | head`: the reader has what it wanted
+        # Before OSError, whose subclass it is. Python's own flush of stdout at exit would fail
+        # again and print "Exception ignored ... BrokenPipeError": point stdout at /dev/null
+        # (the recipe of the Python docs, signal module, "Note on SIGPIPE").
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         print(f"sentinel-durable: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `sentinel-durable export | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("sentinel-durable: interrupted", file=sys.stderr)
         return 130
@@ -124,6 +131,8 @@ def _config(args: argparse.Namespace, **overrides: Any) -> Config:
     if getattr(args, "topic", None):
         overrides["topic"] = args.topic
     if getattr(args, "spool_dir", None) is not None:
+        if args.spool_dir.exists() and not args.spool_dir.is_dir():
+            raise CommandError(f"--spool-dir {args.spool_dir}: not a directory", code=2)
         overrides["spool_dir"] = args.spool_dir
     if getattr(args, "brokers", None):
         overrides["brokers"] = args.brokers
@@ -212,10 +221,10 @@ def _drain(args: argparse.Namespace) -> int:
         stats = client.stats()
     finally:
         client.close(timeout=1.0)  # what is left stays on disk
-    for report in busy:
-        print(f"skipped {report.path.name}: in use by process {report.owner_pid} (it drains it itself)")
     if delivered:
         print(f"delivered {stats.delivered:,} events to {config.topic}")
+        if busy:  # README: exit 1 when a file is in use by a live process
+            raise CommandError("; ".join(_owned_by(report) for report in busy))
         return 0
     if stats.dead_lettered:
         raise CommandError(f"{stats.dead_lettered} events were dead-lettered (see: sentinel-durable dlq list)")
@@ -223,6 +232,14 @@ def _drain(args: argparse.Namespace) -> int:
     raise CommandError(
         f"not everything was delivered within {args.timeout:g}s: {stats.spooled + stats.in_flight:,} events "
         f"still spooled{reason}"
+    )
+
+
+def _owned_by(report: FileReport) -> str:
+    pid = report.owner_pid if report.owner_pid is not None else "?"
+    return (
+        f"{report.path.name} is owned by live process {pid}: its {report.pending + report.in_flight:,} events "
+        "were not drained (that process delivers them; stop it to drain them here)"
     )
 
 
@@ -253,10 +270,14 @@ def _export(args: argparse.Namespace) -> int:
 def _dlq(args: argparse.Namespace) -> int:
     directory = _existing_spool_dir(_config(args))
     if args.action == "list":
+        listed = 0
         for path in spool_files(directory):
             for letter in read_dead_letters(path):
                 spooled = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.spooled_at))
                 print(f"{letter.event_id}  attempts={letter.attempts}  spooled={spooled}  error={letter.last_error}")
+                listed += 1
+        if not listed:
+            print(f"no dead letters in {directory}", file=sys.stderr)  # stdout stays one line per letter
         return 0
     changed, busy = 0, []
     for path in spool_files(directory):
@@ -277,15 +298,46 @@ def _dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Stop(BaseException):
+    """Raised in the main thread by SIGTERM or SIGHUP, so that ``with EmbeddedBroker`` stops the broker."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end ``broker`` as Ctrl-C does: the child is stopped by pid before we exit."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the first signal wins: the
+            signal.signal(number, signal.SIG_IGN)  # broker's stop() must not be interrupted
+        raise _Stop(signum)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
+
+
 def _broker(args: argparse.Namespace) -> int:
     from .testing import EmbeddedBroker
 
-    with EmbeddedBroker(port=args.port) as broker:
-        print(f"Kafka-compatible broker (Tansu, in memory) on {broker.bootstrap_servers}; Ctrl-C to stop", flush=True)
-        stopped = threading.Event()
-        while not stopped.wait(1.0):  # until Ctrl-C, or the broker process ends
-            if not broker.running:
-                raise CommandError("the broker exited")
+    _stop_on_signals()
+    try:
+        with EmbeddedBroker(port=args.port) as broker:
+            print(
+                f"Kafka-compatible broker (Tansu, in memory) on {broker.bootstrap_servers}; Ctrl-C to stop", flush=True
+            )
+            stopped = threading.Event()  # never set: a timed wait between looks at the broker
+            while not stopped.wait(1.0):  # until a signal, or the broker process ends
+                if not broker.running:
+                    raise CommandError(f"the broker exited unexpectedly ({broker!r})")
+    except _Stop as stop:
+        print(f"sentinel-durable: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(f"{exc.strerror} (another process has the port; choose another with --port)") from exc
+        raise
     return 0
 
 

@@ -47,6 +47,15 @@ _LIVE_CLIENTS: set[Client] = set()
 _ABANDONED: list[Flusher] = []
 
 
+def warn_about_compression(config: Config) -> None:
+    """Log once per client what LLM-Sentinel cannot read: its ingestion's librdkafka is built without zstd."""
+    if config.compression == "zstd":
+        logger.warning(
+            "compression='zstd': LLM-Sentinel cannot decompress these records (its Kafka ingestion links "
+            "librdkafka built without zstd, WITH_ZSTD=0); use snappy, lz4 or gzip for a Sentinel deployment"
+        )
+
+
 class Client:
     """Sends LLM telemetry to LLM-Sentinel through an on-disk spool and a background flusher.
 
@@ -61,6 +70,7 @@ class Client:
         before_send: Callable[[TelemetryEvent], TelemetryEvent | None] | None = None,
         on_delivery: Callable[[list[str]], object] | None = None,
         on_error: Callable[[SendError], object] | None = None,
+        _warned: bool = False,  # AsyncClient warned already, at its construction
         **options: Any,
     ) -> None:
         """``before_send(event)`` runs on the caller's thread before an event is spooled and may
@@ -76,6 +86,8 @@ class Client:
         self._on_error = on_error
         self._dropped_by_hook = 0
         check_transport_config(self._config)
+        if not _warned:
+            warn_about_compression(self._config)
         self._rules = self._config.event_rules
         self._lock = threading.Lock()  # guards close() against itself
         self._closed = False

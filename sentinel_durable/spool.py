@@ -626,14 +626,23 @@ def lock_path_for(db_path: Path) -> Path:
 
 
 def owner_alive(db_path: Path) -> bool:
-    """True when some process holds the file's owner lock (used by ``status``)."""
-    lock_path = lock_path_for(db_path)
-    if not lock_path.exists():
+    """True when some process holds the file's owner lock (used by ``status``).
+
+    Read-only: the lock file is opened for reading and probed with a shared lock, so the pid
+    its owner wrote stays there (taking the lock would write ours).
+    """
+    try:
+        fd = os.open(lock_path_for(db_path), os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    fd = _try_lock(lock_path)
-    if fd is None:
-        return True
-    _unlock(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing releases the probe's lock
     return False
 
 

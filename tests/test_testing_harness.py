@@ -140,11 +140,11 @@ def test_broker_process_is_gone_after_stop() -> None:
         connect(proxy)
 
 
-def test_start_fails_with_the_broker_output_when_its_port_is_taken() -> None:
+def test_start_fails_with_address_in_use_when_its_port_is_taken() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
 
-        with pytest.raises(RuntimeError, match="Address in use"):
+        with pytest.raises(OSError, match="address in use"):
             EmbeddedBroker(port=taken.getsockname()[1]).start()
 
 

