@@ -213,6 +213,11 @@ class _SpoolFile:
         f"SELECT _id, data, event_id, attempts, last_error, timestamp FROM {TABLE} "
         f"WHERE status = {AckStatus.ACK_FAILED} ORDER BY _id"
     )
+    SQL_DEAD_LETTER_RECORDS = (
+        f"SELECT _id, data, event_id, service_name, model, event_time_ms FROM {TABLE} "
+        f"WHERE status = {AckStatus.ACK_FAILED} ORDER BY _id"
+    )
+    SQL_DELETE_DEAD = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.ACK_FAILED}"
     SQL_REQUEUE_DEAD = (
         f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = 0 WHERE status = {AckStatus.ACK_FAILED}"
     )
@@ -521,6 +526,20 @@ class _SpoolFile:
             self.pending += moved
             self.cursor = 0
         return moved
+
+    def move_dead_letters(self, target: _SpoolFile) -> int:
+        """Requeue the dead letters into ``target`` (a file for another topic): pending there, gone
+        from here. Written there first: a crash in between duplicates them (same event ids), never
+        loses them. Bodies are copied as they are (sealed ones stay sealed)."""
+        with self.lock:
+            rows = self._connection.execute(self.SQL_DEAD_LETTER_RECORDS).fetchall()
+        if not rows:
+            return 0
+        target.insert([SpoolRecord(bytes(data), *rest) for _, data, *rest in rows])
+        removed = self._settle(self.SQL_DELETE_DEAD, [(row[0],) for row in rows])
+        with self.lock:
+            self.dead_letters -= removed
+        return len(rows)
 
     def purge_dead_letters(self) -> int:
         with self.lock:
@@ -861,6 +880,28 @@ def owned_file(path: Path) -> Iterator[_SpoolFile]:
         yield spool_file
     finally:
         spool_file.close()
+
+
+@contextlib.contextmanager
+def new_file(directory: Path, topic: str) -> Iterator[_SpoolFile]:
+    """A new spool file in ``directory`` recording ``topic``, owned while in the block; left for
+    a client of that topic to adopt (removed if still empty)."""
+    for _ in range(5):
+        path = directory / _new_file_name()
+        lock_fd = _try_lock(lock_path_for(path))
+        if lock_fd is not None:
+            break
+    else:
+        raise SpoolFileBusy(f"cannot lock a new spool file in {directory}")
+    try:
+        spool_file = _SpoolFile(path, lock_fd, durability="process", busy_timeout=5.0, topic=topic)
+    except BaseException:
+        _unlock(lock_fd)
+        raise
+    try:
+        yield spool_file
+    finally:
+        spool_file.close(remove_if_empty=True)
 
 
 # --- the spool -----------------------------------------------------------------------------------
