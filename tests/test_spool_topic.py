@@ -155,6 +155,27 @@ def test_a_file_written_before_topics_were_recorded_is_adopted_and_stamped(
         assert other.adopt_orphans() == 0  # now it records "new": not for "other"
 
 
+def test_drain_sends_a_file_without_a_recorded_topic_to_the_configured_one(
+    tmp_path: Path,
+    broker: BrokerUnderTest,
+    topic: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configured, recorded = f"{topic}-env", f"{topic}-B"
+    new = leave_offline(tmp_path, recorded, 3, "new")
+    old = leave_offline(tmp_path, "whatever", 4, "old")  # the newer file: listed after B's
+    (legacy,) = [path for path in spool_files(tmp_path) if recorded_topic(path) == "whatever"]
+    make_old_format(legacy)  # now (a client would adopt it, whatever its topic)
+    monkeypatch.setenv("SENTINEL_TOPIC", configured)  # names the topic of files that record none
+    code, out, err = run(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers)
+    assert code == 0, err
+    assert f"delivering to topic {configured} (the configured topic; the file records no topic)" in out
+    assert f"delivering to topic {recorded} (recorded in file)" in out
+    assert {json.loads(r.value)["event_id"] for r in broker.read_topic(configured, expected=4)} == set(old)
+    assert {json.loads(r.value)["event_id"] for r in broker.read_topic(recorded, expected=3)} == set(new)
+
+
 def test_dlq_requeue_with_topic_moves_the_dead_letters_to_that_topic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
