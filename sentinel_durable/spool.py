@@ -291,6 +291,7 @@ class _SpoolFile:
                 # A new file, or one whose schema never reached the disk (a power cut right
                 # after it was created leaves SQLite's header and no table): it holds nothing.
                 self._create_schema(connection)
+                version = SCHEMA_VERSION
                 if durability == "power":
                     fsync_directory(self.path.parent)  # the file's name survives a power cut too
             elif self.META_TABLE in tables:
@@ -306,7 +307,8 @@ class _SpoolFile:
             # one only means sending a batch twice.
             connection.execute("PRAGMA synchronous = NORMAL")
             # A write, so a file another tool holds locked is found busy here (and retried later).
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # The version stays: a schema-1 file becomes 2 only once its topic is recorded.
+            connection.execute(f"PRAGMA user_version = {version}")
         except (SpoolFileCorrupt, SpoolFileUnavailable):
             connection.close()
             raise
@@ -1054,8 +1056,13 @@ class Spool:
 
     def adopt_orphans_once(self) -> None:
         """Make sure the first adoption pass is done (the flusher starts with one; this waits for it)."""
-        if not self._adopted_once:
-            self.adopt_orphans()
+        if self._adopted_once:
+            return
+        self._ensure_owner()
+        with self._adopt_lock:
+            if not self._adopted_once:
+                self._adopt_orphans()
+                self._adopted_once = True
 
     def _adopts(self, recorded: str | None) -> bool:
         """Whether this spool takes over a file recording ``recorded`` as its topic."""
