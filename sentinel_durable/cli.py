@@ -31,6 +31,7 @@ from .spool import (
     SpoolFileBusy,
     SpoolFileCorrupt,
     inspect_file,
+    new_file,
     owned_file,
     quarantined_files,
     read_dead_letters,
@@ -96,7 +97,11 @@ def _parser() -> argparse.ArgumentParser:
 
     def spool_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--spool-dir", type=Path, help="spool directory (default: from SENTINEL_* / the topic)")
-        sub.add_argument("--topic", help="topic, to find the default spool directory and to send to")
+        sub.add_argument(
+            "--topic",
+            help="topic, to find the default spool directory; drain and dlq requeue send to it instead of the"
+            " topic each file records",
+        )
 
     status = command("status", _status, "pending, in flight and dead letters per spool file")
     spool_option(status)
@@ -182,6 +187,7 @@ def _status(args: argparse.Namespace) -> int:
                     "oldest_pending_age_s": r.oldest_pending_age_s,
                     "owner_alive": r.owner_alive,
                     "owner_pid": r.owner_pid,
+                    "topic": r.topic,
                 }
                 for r in reports
             ],
@@ -193,13 +199,13 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [r.path.name, f"{r.pending:,}", f"{r.in_flight:,}", f"{r.dead_letters:,}", _size(r.disk_bytes),
-         _age(r.oldest_pending_age_s), _owner(r)]
+         _age(r.oldest_pending_age_s), _owner(r), r.topic if r.topic is not None else "(none recorded)"]
         for r in reports
     ]  # fmt: skip
     rows.append(["total", f"{totals['pending']:,}", f"{totals['in_flight']:,}", f"{totals['dead_letters']:,}",
-                 _size(totals["bytes"]), _age(totals["oldest_pending_age_s"]), ""])  # fmt: skip
+                 _size(totals["bytes"]), _age(totals["oldest_pending_age_s"]), "", ""])  # fmt: skip
     print(f"spool directory: {directory}")
-    _table(["file", "pending", "in flight", "dead letters", "bytes", "oldest pending", "owner"], rows)
+    _table(["file", "pending", "in flight", "dead letters", "bytes", "oldest pending", "owner", "topic"], rows)
     for name in quarantined:
         print(f"quarantined: {name}")
     for problem in unreadable:
@@ -207,32 +213,64 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _route(recorded: str | None, override: str | None, configured: str) -> tuple[str, str]:
+    """Where a file's events go, and why: the topic the file records; ``--topic`` only when given."""
+    if override is not None:
+        if recorded == override:
+            return override, "recorded in file"
+        if recorded is None:
+            return override, "given by --topic; the file records no topic"
+        return override, f"overridden by --topic; file recorded {recorded}"
+    if recorded is not None:
+        return recorded, "recorded in file"
+    return configured, "the configured topic; the file records no topic"
+
+
 def _drain(args: argparse.Namespace) -> int:
     from .client import Client
 
     config = _config(args)
-    _existing_spool_dir(config)
-    busy = [r for r in _reports(config.spool_directory())[0] if r.owner_alive]
-    progress = Progress("draining")
-    client = Client(config=config)
-    try:
-        delivered = client._flush(args.timeout, progress)
-        progress.close()
-        stats = client.stats()
-    finally:
-        client.close(timeout=1.0)  # what is left stays on disk
+    directory = _existing_spool_dir(config)
+    reports = _reports(directory)[0]
+    busy = [r for r in reports if r.owner_alive]
+    # One client per destination: each adopts the files recorded for its topic (a file that
+    # records no topic is stamped with it); with --topic, a client per recorded topic sends
+    # that topic's files to the one given.
+    routes: dict[tuple[str, str | None], None] = {}
+    for report in sorted(reports, key=lambda r: r.topic is not None):  # see below
+        if report.owner_alive or not (report.pending or report.in_flight):
+            continue
+        target, why = _route(report.topic, args.topic or None, config.topic)
+        print(f"{report.path.name}: delivering to topic {target} ({why})")
+        # Files that record no topic first: a plain client of any topic would adopt them, so the
+        # one for their (configured or given) topic must run before the others.
+        routes[(target, report.topic if report.topic not in (None, target) else None)] = None
+    deadline = time.monotonic() + args.timeout
+    delivered, dead_lettered, left, last_error = True, 0, 0, None
+    for target, adopt_topic in routes or {(config.topic, None): None}:
+        progress = Progress("draining")
+        client = Client(config=config.model_copy(update={"topic": target, "spool_dir": directory}),
+                        _adopt_topic=adopt_topic)  # fmt: skip
+        try:
+            done = client._flush(max(0.0, deadline - time.monotonic()), progress)
+            progress.close()
+            stats = client.stats()
+        finally:
+            client.close(timeout=1.0)  # what is left stays on disk
+        delivered = delivered and done
+        dead_lettered += stats.dead_lettered
+        left += stats.spooled + stats.in_flight
+        last_error = stats.last_error or last_error
+        if done:
+            print(f"delivered {stats.delivered:,} events to {target}")
     if delivered:
-        print(f"delivered {stats.delivered:,} events to {config.topic}")
         if busy:  # README: exit 1 when a file is in use by a live process
             raise CommandError("; ".join(_owned_by(report) for report in busy))
         return 0
-    if stats.dead_lettered:
-        raise CommandError(f"{stats.dead_lettered} events were dead-lettered (see: sentinel-durable dlq list)")
-    reason = f"; last error: {stats.last_error}" if stats.last_error else ""
-    raise CommandError(
-        f"not everything was delivered within {args.timeout:g}s: {stats.spooled + stats.in_flight:,} events "
-        f"still spooled{reason}"
-    )
+    if dead_lettered:
+        raise CommandError(f"{dead_lettered} events were dead-lettered (see: sentinel-durable dlq list)")
+    reason = f"; last error: {last_error}" if last_error else ""
+    raise CommandError(f"not everything was delivered within {args.timeout:g}s: {left:,} events still spooled{reason}")
 
 
 def _owned_by(report: FileReport) -> str:
@@ -285,10 +323,22 @@ def _dlq(args: argparse.Namespace) -> int:
             continue
         try:
             with owned_file(path) as spool_file:
-                if args.action == "requeue":
-                    changed += spool_file.requeue_dead_letters()
-                else:
+                if args.action == "purge":
                     changed += spool_file.purge_dead_letters()
+                    continue
+                # Requeued events go to the topic the file records; with --topic (another one),
+                # they move to a new file recorded for that topic.
+                recorded, override = spool_file.topic, args.topic or None
+                if override is None or override == recorded:
+                    count = spool_file.requeue_dead_letters()
+                    where = (f"topic {recorded} (recorded in file)" if recorded is not None
+                             else "the topic of the client that adopts the file (it records no topic)")  # fmt: skip
+                else:
+                    with new_file(directory, override) as moved_to:
+                        count = spool_file.move_dead_letters(moved_to)
+                    where = f"topic {override} ({_route(recorded, override, override)[1]})"
+                print(f"{path.name}: requeued {count:,} dead letters for {where}")
+                changed += count
         except SpoolFileBusy as exc:
             busy.append(str(exc))
     verb = "requeued" if args.action == "requeue" else "purged"

@@ -71,13 +71,17 @@ class Client:
         on_delivery: Callable[[list[str]], object] | None = None,
         on_error: Callable[[SendError], object] | None = None,
         _warned: bool = False,  # AsyncClient warned already, at its construction
+        _adopt_topic: str | None = None,
         **options: Any,
     ) -> None:
         """``before_send(event)`` runs on the caller's thread before an event is spooled and may
         return it changed (it is checked again) or ``None`` to drop it (counted in
         ``stats().dropped["before_send"]``). ``on_delivery(event_ids)`` and ``on_error(SendError)``
         run on the flusher thread after each batch is acked and for each dead letter; keep them
-        quick. An exception in them is logged and counted, and does not stop delivery."""
+        quick. An exception in them is logged and counted, and does not stop delivery.
+
+        ``_adopt_topic`` (private, for ``sentinel-durable drain --topic``): adopt the spool files
+        recorded for that topic instead of this client's own, and deliver them to ``topic``."""
         if config is not None and options:
             raise ConfigError("config", f"pass config= or options ({', '.join(sorted(options))}), not both")
         self._config = config if config is not None else Config(**options)
@@ -101,6 +105,8 @@ class Client:
             write_timeout=self._config.write_timeout,
             batch_timeout=self._config.batch_timeout,
             cipher=cipher_for(self._config),
+            topic=self._config.topic,
+            adopt_topic=_adopt_topic,
         )
         self._start_flusher()
         _LIVE_CLIENTS.add(self)
@@ -280,15 +286,21 @@ class Client:
         if self._closed:
             return self._final_stats or self._collect_stats()
         self._check_usable()
+        # From the first call, the backlog left by dead processes counts: their files (for our
+        # topic) are adopted by the flusher's first pass, which this waits for if it is running.
+        self._spool.adopt_orphans_once()
         return self._collect_stats()
 
     def _collect_stats(self) -> Stats:
         counts = self._spool.counts()
         counters = self._flusher.counters
         recent = counters.batch_sizes
+        # Claimed records are in flight only once a broker connection is known to be live;
+        # before that (never connected, or unreachable now) they are still waiting: spooled.
+        in_flight = counts.in_flight if counters.broker_connected else 0
         return Stats(
-            spooled=counts.pending,
-            in_flight=counts.in_flight,
+            spooled=counts.pending + counts.in_flight - in_flight,
+            in_flight=in_flight,
             delivered=counters.delivered,
             dead_lettered=counters.dead_lettered,
             dropped={**counts.dropped, **({"before_send": self._dropped_by_hook} if self._dropped_by_hook else {})},

@@ -13,7 +13,10 @@ reads its pending events. What we add to persist-queue, and why:
 * columns beside persist-queue's (attempts, last error, and the event id, service and model that
   the transport puts in record headers);
 * the SQLite ``synchronous`` level each durability mode needs, and group commit;
-* one owning process per file, held by an OS lock on a sibling ``.lock`` file.
+* one owning process per file, held by an OS lock on a sibling ``.lock`` file;
+* the file's destination: a ``sentinel_meta`` table records the topic its events are for,
+  written in the transaction that creates the schema, so a file is only ever adopted by a
+  client of that topic (or delivered there by the command line).
 
 Statuses are persist-queue's ``AckStatus`` values. ``data`` holds the event's wire JSON, exactly
 the Kafka record value; ``timestamp`` is when the event was spooled (epoch seconds).
@@ -59,7 +62,8 @@ class AckStatus:
     ACK_FAILED = 9  # dead letter: failed for good, kept with its last error
 
 
-SCHEMA_VERSION = 1
+#: 1: persist-queue's table and our columns; 2: the ``sentinel_meta`` table records the topic.
+SCHEMA_VERSION = 2
 FILE_PREFIX = "spool-"
 FILE_SUFFIX = ".db"
 LOCK_SUFFIX = ".lock"
@@ -173,6 +177,7 @@ class _SpoolFile:
     """
 
     TABLE = "ack_queue_default"  # persist-queue's table for name="default"
+    META_TABLE = "sentinel_meta"  # what decides where the file's events go (key "topic")
     SQL_CREATE = (
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("
         "_id INTEGER PRIMARY KEY, data BLOB, timestamp FLOAT, status INTEGER, "
@@ -213,6 +218,11 @@ class _SpoolFile:
         f"SELECT _id, data, event_id, attempts, last_error, timestamp FROM {TABLE} "
         f"WHERE status = {AckStatus.ACK_FAILED} ORDER BY _id"
     )
+    SQL_DEAD_LETTER_RECORDS = (
+        f"SELECT _id, data, event_id, service_name, model, event_time_ms FROM {TABLE} "
+        f"WHERE status = {AckStatus.ACK_FAILED} ORDER BY _id"
+    )
+    SQL_DELETE_DEAD = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.ACK_FAILED}"
     SQL_REQUEUE_DEAD = (
         f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = 0 WHERE status = {AckStatus.ACK_FAILED}"
     )
@@ -222,6 +232,11 @@ class _SpoolFile:
     SQL_UNSETTLED_THROUGH = (
         f"SELECT COUNT(*) FROM {TABLE} WHERE status IN ({AckStatus.READY}, {AckStatus.UNACK}) AND _id <= ?"
     )
+
+    SQL_CREATE_META = f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    SQL_SET_TOPIC = f"INSERT OR REPLACE INTO {META_TABLE} (key, value) VALUES ('topic', ?)"
+    SQL_GET_TOPIC = f"SELECT value FROM {META_TABLE} WHERE key = 'topic'"
+    SQL_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
     SQL_ANY_ROW = f"SELECT EXISTS (SELECT 1 FROM {TABLE})"
     SQL_DELETE_PENDING = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.READY}"
@@ -234,9 +249,14 @@ class _SpoolFile:
         durability: Durability,
         busy_timeout: float,
         cipher: SpoolCipher | None = None,
+        topic: str | None = None,
     ) -> None:
+        """``topic`` is recorded in a file this creates (or finds without a schema); an existing
+        file keeps the topic it records, read into ``self.topic`` (None: written before topics
+        were recorded)."""
         self.path = path
         self._cipher = cipher
+        self.topic: str | None = topic
         self.lock_fd = lock_fd
         self.lock = threading.Lock()
         self.closed = False  # set under the lock; every method checks it there
@@ -264,8 +284,6 @@ class _SpoolFile:
         except sqlite3.Error as exc:
             raise _open_error(exc) from exc
         try:
-            if new:
-                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise SpoolFileTooNew(f"written by a newer sentinel-durable (schema {version} > {SCHEMA_VERSION})")
@@ -273,6 +291,19 @@ class _SpoolFile:
                 result = connection.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":
                     raise SpoolFileCorrupt(f"integrity check failed: {result}")
+            tables = {row[0] for row in connection.execute(self.SQL_TABLES)}
+            if self.TABLE not in tables:
+                # A new file, or one whose schema never reached the disk (a power cut right
+                # after it was created leaves SQLite's header and no table): it holds nothing.
+                self._create_schema(connection)
+                version = SCHEMA_VERSION
+                if durability == "power":
+                    fsync_directory(self.path.parent)  # the file's name survives a power cut too
+            elif self.META_TABLE in tables:
+                row = connection.execute(self.SQL_GET_TOPIC).fetchone()
+                self.topic = None if row is None else str(row[0])
+            else:
+                self.topic = None  # written before files recorded their topic (schema 1)
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise SpoolFileUnavailable(f"cannot use WAL journal mode (got {mode})")
@@ -280,8 +311,9 @@ class _SpoolFile:
             # power: inserts are fsynced (see insert); claims and acks need not be, since losing
             # one only means sending a batch twice.
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute(self.SQL_CREATE)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # A write, so a file another tool holds locked is found busy here (and retried later).
+            # The version stays: a schema-1 file becomes 2 only once its topic is recorded.
+            connection.execute(f"PRAGMA user_version = {version}")
         except (SpoolFileCorrupt, SpoolFileUnavailable):
             connection.close()
             raise
@@ -292,6 +324,40 @@ class _SpoolFile:
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", 0o600)
         return connection
+
+    def _create_schema(self, connection: sqlite3.Connection) -> None:
+        """The table, the recorded topic and the schema version in one fsynced transaction, in
+        every durability mode (once per file): a file is never used before its schema is on disk.
+
+        Done before switching to WAL: in rollback-journal mode with ``synchronous = FULL`` the
+        commit writes and fsyncs the database file itself, where a WAL commit at ``NORMAL``
+        would leave only the header (written by the switch) on disk.
+        """
+        connection.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect before the first table
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(self.SQL_CREATE)
+            connection.execute(self.SQL_CREATE_META)
+            if self.topic is not None:
+                connection.execute(self.SQL_SET_TOPIC, (self.topic,))
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def record_topic(self, topic: str) -> None:
+        """Record ``topic`` as the file's destination (a file written before topics were recorded)."""
+        with self.lock:
+            if self.closed:
+                raise SpoolClosed(f"{self.path.name} is closed")
+            with self._transaction() as cursor:
+                cursor.execute(self.SQL_CREATE_META)
+                cursor.execute(self.SQL_SET_TOPIC, (topic,))
+                cursor.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.topic = topic
 
     def adopt(self) -> None:
         """Take over a file left by another process: claimed rows go back to pending."""
@@ -468,6 +534,20 @@ class _SpoolFile:
             self.cursor = 0
         return moved
 
+    def move_dead_letters(self, target: _SpoolFile) -> int:
+        """Requeue the dead letters into ``target`` (a file for another topic): pending there, gone
+        from here. Written there first: a crash in between duplicates them (same event ids), never
+        loses them. Bodies are copied as they are (sealed ones stay sealed)."""
+        with self.lock:
+            rows = self._connection.execute(self.SQL_DEAD_LETTER_RECORDS).fetchall()
+        if not rows:
+            return 0
+        target.insert([SpoolRecord(bytes(data), *rest) for _, data, *rest in rows])
+        removed = self._settle(self.SQL_DELETE_DEAD, [(row[0],) for row in rows])
+        with self.lock:
+            self.dead_letters -= removed
+        return len(rows)
+
     def purge_dead_letters(self) -> int:
         with self.lock:
             with self._transaction() as cursor:
@@ -587,6 +667,15 @@ def _open_error(exc: sqlite3.Error) -> Exception:
 _ABANDONED: list[sqlite3.Connection] = []
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make the names in ``directory`` (files and directories created in it) survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 # --- owner locks ---------------------------------------------------------------------------------
 
 
@@ -683,6 +772,7 @@ class FileReport:
     oldest_pending_age_s: float | None
     owner_alive: bool
     owner_pid: int | None
+    topic: str | None = None  # the topic its events go to (None: written before files recorded it)
 
 
 @dataclass(frozen=True)
@@ -709,11 +799,38 @@ def _reader(path: Path) -> Iterator[sqlite3.Connection]:
         connection.close()
 
 
+def _tables(connection: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in connection.execute(_SpoolFile.SQL_TABLES)}
+
+
+def _has_schema(connection: sqlite3.Connection) -> bool:
+    """False for a file whose schema never reached the disk (a power cut right after it was created):
+    such a file holds no event, and every reader treats it as empty."""
+    return _SpoolFile.TABLE in _tables(connection)
+
+
+def _recorded_topic(connection: sqlite3.Connection) -> str | None:
+    if _SpoolFile.META_TABLE not in _tables(connection):
+        return None
+    row = connection.execute(_SpoolFile.SQL_GET_TOPIC).fetchone()
+    return None if row is None else str(row[0])
+
+
+def recorded_topic(path: Path) -> str | None:
+    """The topic a spool file records for its events (None: none recorded, or no schema yet)."""
+    with _reader(path) as connection:
+        return _recorded_topic(connection)
+
+
 def inspect_file(path: Path) -> FileReport:
     with _reader(path) as connection:
-        counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
-        first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
-        oldest = None if first is None else first[1]
+        counts: dict[int, int] = {}
+        oldest = None
+        if _has_schema(connection):
+            counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
+            first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
+            oldest = None if first is None else first[1]
+        topic = _recorded_topic(connection)
     size = sum(
         os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm") if os.path.exists(f"{path}{suffix}")
     )
@@ -726,6 +843,7 @@ def inspect_file(path: Path) -> FileReport:
         oldest_pending_age_s=max(0.0, time.time() - oldest) if oldest is not None else None,
         owner_alive=owner_alive(path),
         owner_pid=owner_pid(path),
+        topic=topic,
     )
 
 
@@ -741,6 +859,8 @@ def read_events(
         statuses.append(AckStatus.ACK_FAILED)
     query = f"{_SpoolFile.SQL_EVENTS_IN_ORDER} ({', '.join('?' * len(statuses))}) ORDER BY _id"
     with _reader(path) as connection:
+        if not _has_schema(connection):
+            return
         for data, event_id in connection.execute(query, statuses):
             body = bytes(data)
             if is_sealed(body):
@@ -752,7 +872,7 @@ def read_events(
 
 def read_dead_letters(path: Path) -> list[DeadLetter]:
     with _reader(path) as connection:
-        rows = connection.execute(_SpoolFile.SQL_DEAD_LETTERS).fetchall()
+        rows = connection.execute(_SpoolFile.SQL_DEAD_LETTERS).fetchall() if _has_schema(connection) else []
     return [
         DeadLetter(event_id, attempts, error or "", spooled_at, bytes(data))
         for _, data, event_id, attempts, error, spooled_at in rows
@@ -776,6 +896,28 @@ def owned_file(path: Path) -> Iterator[_SpoolFile]:
         yield spool_file
     finally:
         spool_file.close()
+
+
+@contextlib.contextmanager
+def new_file(directory: Path, topic: str) -> Iterator[_SpoolFile]:
+    """A new spool file in ``directory`` recording ``topic``, owned while in the block; left for
+    a client of that topic to adopt (removed if still empty)."""
+    for _ in range(5):
+        path = directory / _new_file_name()
+        lock_fd = _try_lock(lock_path_for(path))
+        if lock_fd is not None:
+            break
+    else:
+        raise SpoolFileBusy(f"cannot lock a new spool file in {directory}")
+    try:
+        spool_file = _SpoolFile(path, lock_fd, durability="process", busy_timeout=5.0, topic=topic)
+    except BaseException:
+        _unlock(lock_fd)
+        raise
+    try:
+        yield spool_file
+    finally:
+        spool_file.close(remove_if_empty=True)
 
 
 # --- the spool -----------------------------------------------------------------------------------
@@ -803,6 +945,12 @@ class Spool:
     oldest first, then from the active file. Files left by dead owners are adopted by
     :meth:`adopt_orphans` (the flusher calls it off the caller's thread), drained, and removed
     once empty.
+
+    ``topic`` is recorded in the files this spool creates, and only files recording the same
+    topic are adopted (``adopt_topic``, for the command line's ``drain --topic``, adopts the
+    files of another topic instead). A file that records no topic (written before files
+    recorded it) is adopted and stamped with ``topic``. ``topic=None`` (tools and tests)
+    records nothing and adopts every file.
     """
 
     #: In async mode, the buffer is committed once it holds this many events.
@@ -821,9 +969,13 @@ class Spool:
         write_timeout: float = 10.0,
         batch_timeout: float = 0.0,
         cipher: SpoolCipher | None = None,
+        topic: str | None = None,
+        adopt_topic: str | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.cipher = cipher
+        self.topic = topic
+        self.adopt_topic = topic if adopt_topic is None else adopt_topic
         self.durability = durability
         self.max_spool_bytes = max_spool_bytes
         self.overflow = overflow
@@ -855,6 +1007,8 @@ class Spool:
         self._gate = threading.Condition()  # close() waits here for writers in put_many
         self._writers = 0
         self._warned_too_new: set[Path] = set()
+        self._not_ours: dict[Path, str] = {}  # files recording another topic (a recorded topic never changes)
+        self._adopted_once = False  # the first adoption pass is done (stats count what it finds)
         self._writer: threading.Thread | None = None
         self._writer_stop = threading.Event()
         self._prepare_directory()
@@ -867,9 +1021,16 @@ class Spool:
     # -- directory and files -----------------------------------------------------------------
 
     def _prepare_directory(self) -> None:
+        missing = [d for d in (self.directory, *self.directory.parents) if not d.exists()]
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.directory, 0o700)
+            if self.durability == "power":
+                # A first start's directory survives a power cut: each directory we made, and
+                # the entry naming it in its parent.
+                for made in reversed(missing):
+                    fsync_directory(made)
+                    fsync_directory(made.parent)
         except OSError as exc:
             raise ConfigError(
                 "spool_dir", f"cannot be created or secured: {exc.strerror}", str(self.directory)
@@ -888,8 +1049,9 @@ class Spool:
                 continue
             try:
                 return _SpoolFile(
-                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher
-                )
+                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher,
+                    topic=self.topic,
+                )  # fmt: skip
             except SpoolFileCorrupt as exc:
                 _unlock(lock_fd)
                 raise ConfigError("spool_dir", f"cannot create a spool file: {exc}", str(path)) from exc
@@ -902,15 +1064,47 @@ class Spool:
         """
         self._ensure_owner()
         with self._adopt_lock:
-            return self._adopt_orphans()
+            adopted = self._adopt_orphans()
+            self._adopted_once = True
+            return adopted
+
+    def adopt_orphans_once(self) -> None:
+        """Make sure the first adoption pass is done (the flusher starts with one; this waits for it)."""
+        if self._adopted_once:
+            return
+        self._ensure_owner()
+        with self._adopt_lock:
+            if not self._adopted_once:
+                self._adopt_orphans()
+                self._adopted_once = True
+
+    def _adopts(self, recorded: str | None) -> bool:
+        """Whether this spool takes over a file recording ``recorded`` as its topic."""
+        if self.topic is None:
+            return True
+        if recorded is None:  # no topic recorded: ours, unless we adopt another topic's files
+            return self.adopt_topic == self.topic
+        return recorded == self.adopt_topic
 
     def _adopt_orphans(self) -> int:
         with self._files_lock:
             held = {self._active.path, *(f.path for f in self._adopted)}
         adopted = 0
-        for path in spool_files(self.directory):
-            if path in held:
+        paths = spool_files(self.directory)
+        for gone in set(self._not_ours).difference(paths):
+            del self._not_ours[gone]
+        for path in paths:
+            if path in held or path in self._not_ours:
                 continue
+            if self.topic is not None:
+                # Read before locking: a file for another topic is never locked or changed by us.
+                try:
+                    recorded = recorded_topic(path)
+                except (SpoolFileCorrupt, OSError):
+                    recorded = None  # opened below, under the lock, and quarantined if it is corrupt
+                if recorded is not None and not self._adopts(recorded):
+                    self._not_ours[path] = recorded
+                    continue
             lock_fd = _try_lock(lock_path_for(path))
             if lock_fd is None:
                 continue  # a live owner has it
@@ -921,8 +1115,19 @@ class Spool:
                 continue
             try:
                 spool_file = _SpoolFile(
-                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher
-                )
+                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher,
+                    topic=self.adopt_topic,
+                )  # fmt: skip
+                if not self._adopts(spool_file.topic):  # recorded by someone else since we looked
+                    self._not_ours[path] = spool_file.topic or ""
+                    spool_file.close()
+                    continue
+                if spool_file.topic is None and self.topic is not None:
+                    logger.warning(
+                        "spool file %s records no topic (written by an older sentinel-durable); adopting it for"
+                        " topic %r and recording that topic in it", path.name, self.topic,
+                    )  # fmt: skip
+                    spool_file.record_topic(self.topic)
                 spool_file.adopt()
             except SpoolFileTooNew as exc:
                 if path not in self._warned_too_new:

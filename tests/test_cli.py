@@ -87,7 +87,7 @@ def test_dlq_list_requeue_purge(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()] == ids[:3]
     assert "MessageSizeTooLargeError" in out
-    assert run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))[1] == "requeued 3 dead letters\n"
+    assert run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))[1].endswith("\nrequeued 3 dead letters\n")
     assert json.loads(run(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])["total"]["pending"] == 6
     leave_spool(tmp_path, 2, dead=2)
     assert run(capsys, "dlq", "purge", "--spool-dir", str(tmp_path))[1] == "purged 2 dead letters\n"
