@@ -149,8 +149,8 @@ class Flusher:
         True if the thread ended."""
         self._deadline = float("inf") if timeout is None else time.monotonic() + timeout
         self._stop.set()
-        if timeout is not None and timeout <= 0:
-            self._link.abandoned.set()  # stop waiting for acks: what is claimed stays on disk
+        if self.unreachable or (timeout is not None and timeout <= 0):
+            self._link.abandoned.set()  # stop waiting for acks that are not coming: the batch stays on disk
         self.kick()
         if self._thread is None:
             return True
@@ -178,7 +178,8 @@ class Flusher:
     def _run(self) -> None:
         delays: Iterator[float] | None = None
         last_housekeeping = 0.0
-        while not (self._stop.is_set() and time.monotonic() >= self._deadline):
+        # Stopping: deliver until the deadline, unless no broker is reachable (the events stay on disk).
+        while not (self._stop.is_set() and (time.monotonic() >= self._deadline or self.unreachable)):
             try:
                 if time.monotonic() - last_housekeeping >= HOUSEKEEPING_INTERVAL:
                     last_housekeeping = time.monotonic()
@@ -327,6 +328,8 @@ class Flusher:
             return
         if reason:
             counters.last_error = reason
+        if self._stop.is_set():
+            self._link.abandoned.set()  # closing: stop waiting for acks that are not coming
         if counters.broker_connected is not False:
             logger.warning(
                 "Kafka is unreachable (%s): %s. Events stay in the spool and are retried with backoff.",
