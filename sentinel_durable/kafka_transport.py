@@ -292,8 +292,7 @@ class KafkaPythonTransport:
                 # split re-sent records that were already appended, many times over).
                 limit = self._limit.get()
                 if limit is not None and limit < _BATCH_BYTES:
-                    with _suppress_and_log("close"):
-                        producer.close(timeout=0)
+                    _close_producer(producer, 0)
                     producer = self._new_producer()
             self._producer = producer
         return self._producer
@@ -435,8 +434,7 @@ class KafkaPythonTransport:
         producer, self._producer = self._producer, None
         if producer is not None:
             logger.warning("making a new Kafka producer (%s)", reason)
-            with _suppress_and_log("close"):
-                producer.close(timeout=0)
+            _close_producer(producer, 0)
 
     def close(self, timeout: float) -> None:
         if not self._closed:
@@ -447,10 +445,27 @@ class KafkaPythonTransport:
             # close(timeout) raises when records are still pending; they are on disk anyway.
             _OURS.want(self._config.client_library_logs)  # close() may run on the caller's thread
             try:
-                with _suppress_and_log("close"):
-                    producer.close(timeout=timeout)
+                _close_producer(producer, timeout)
             finally:
                 _OURS.want(None)
+
+
+def _close_producer(producer: Any, timeout: float) -> None:
+    """Close a producer within ``timeout``, records pending or not (they are on disk anyway).
+
+    kafka-python's ``close()`` raises from its ``flush()`` when records are still pending and then
+    never stops the producer's threads; at exit its ``__del__`` tries again and prints the
+    traceback. Force-close what it left running instead.
+    """
+    try:
+        producer.close(timeout=timeout)
+    except Exception as exc:
+        logger.debug("kafka producer close failed (%s): forcing it", _describe(exc))
+        sender = getattr(producer, "_sender", None)
+        with contextlib.suppress(Exception):
+            if sender is not None:
+                sender.force_close()
+            producer._closed = True  # so that its __del__ does not try again at exit
 
 
 @contextlib.contextmanager
