@@ -246,7 +246,10 @@ class ConfluentTransport:
         return [result or self._no_ack(timeout) for result in results]
 
     def _no_ack(self, timeout: float) -> RecordResult:
-        reason = f"no ack within {timeout:g}s" + (f" ({self._client_error})" if self._client_error else "")
+        brokers = ", ".join(self._config.brokers)
+        reason = f"no ack from {brokers} within {timeout:g}s"
+        if self._client_error:
+            reason += f" ({self._client_error})"
         if self._client_error_code in _LOGIN_REFUSED:
             return login_refused(reason)
         return RecordResult(Outcome.RETRY, reason, unreachable=True)

@@ -366,7 +366,9 @@ class KafkaPythonTransport:
         if futures:
             self._await_acks(producer, [future for _, future in futures], deadline)
         resize = False
-        no_ack = f"no ack within {timeout:g}s" + (f" ({self._outage})" if self._outage else "")
+        no_ack = f"no ack from {', '.join(self._config.brokers)} within {timeout:g}s" + (
+            f" ({self._outage})" if self._outage else ""
+        )
         for index, future in futures:
             if not future.is_done:
                 results[index] = RecordResult(Outcome.RETRY, no_ack, unreachable=True)
