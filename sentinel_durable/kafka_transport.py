@@ -140,7 +140,7 @@ def _filter_kafka_loggers() -> None:
     the login watcher before the one that may drop the record. Idempotent: new loggers get them too."""
     for name in [name for name in logging.root.manager.loggerDict if name == "kafka" or name.startswith("kafka.")]:
         kafka_logger = logging.getLogger(name)
-        for log_filter in ((_REDACT, _LOGIN_FAILURES, _OURS) if name == "kafka.net.manager" else (_REDACT, _OURS)):
+        for log_filter in (_REDACT, _LOGIN_FAILURES, _OURS) if name == "kafka.net.manager" else (_REDACT, _OURS):
             kafka_logger.addFilter(log_filter)  # addFilter does nothing for a filter already there
 
 
