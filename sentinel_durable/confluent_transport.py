@@ -27,6 +27,7 @@ from .transport import (
     RecordResult,
     TopicSizeLimit,
     login_refused,
+    probe_brokers,
     record_headers,
     record_key,
     too_large,
@@ -163,7 +164,13 @@ class ConfluentTransport:
         # served on the flusher thread while it waits in flush(): the link hears of an outage at once.
         if error.code() == KafkaError._TRANSPORT:
             self._transport_error = error.str()
-        elif error.code() in _ALL_DOWN and self._client_error_code not in _SPECIFIC_CLIENT_ERRORS:
+        elif (
+            error.code() in _ALL_DOWN
+            and self._client_error_code not in _SPECIFIC_CLIENT_ERRORS
+            # "All brokers down" also follows a broker closing idle connections: it is an outage
+            # only if the brokers do not take a new connection either (a cheap TCP probe).
+            and probe_brokers(self._config) is not None
+        ):
             why = self._transport_error or f"{', '.join(self._config.brokers)}: {error.str()}"
             self._link.unreachable(f"{why} ({error.name()})")
         if error.fatal():
