@@ -95,8 +95,9 @@ class _OurConnections(logging.Filter):
     WARNING already reports), unless the client was made with ``client_library_logs=True``.
 
     Ours are the records logged on our threads: the flusher's, and the threads kafka-python starts
-    for a producer whose client id is ours (``kafka-io-sentinel-durable``...). The application's
-    own kafka-python clients log as before: nothing is changed in the loggers' levels or handlers.
+    for a producer whose client id is ours (``kafka-io-sentinel-durable``...); they are demoted to
+    DEBUG. The application's own kafka-python clients log as before: nothing is changed in the
+    loggers' levels or handlers.
     """
 
     def __init__(self) -> None:
@@ -121,11 +122,16 @@ class _OurConnections(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         wanted = getattr(self._thread, "wanted", None)
-        if wanted is not None:
-            return bool(wanted)
-        if CLIENT_ID in (record.threadName or ""):
-            return self._wanted > 0
-        return True
+        if wanted is None:
+            if CLIENT_ID not in (record.threadName or ""):
+                return True  # not ours
+            wanted = self._wanted > 0
+        if wanted or record.levelno <= logging.DEBUG:
+            return True
+        # Ours, and not wanted: demoted to DEBUG, so it shows only where the application logs
+        # kafka-python at DEBUG (as librdkafka's lines do, on the "librdkafka" logger).
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 #: The client id of our producers: brokers see it, and it names kafka-python's threads for them.
