@@ -247,7 +247,11 @@ class ConfluentTransport:
             elif error.code() == KafkaError._MSG_TIMED_OUT and topic_is_missing():
                 results[index] = topic_missing(self._config, text)
             else:
-                results[index] = classify(error, self._config)
+                result = classify(error, self._config)
+                if result.unreachable:  # name the brokers, and what librdkafka said about them
+                    why = f" ({self._client_error})" if self._client_error else ""
+                    result = RecordResult(Outcome.RETRY, f"{', '.join(self._config.brokers)}: {text}{why}", True)
+                results[index] = result
         if any(result is None for result in results) and topic_is_missing():
             return [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
         return [result or self._no_ack(timeout) for result in results]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from conftest import BrokerUnderTest
 from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
-from sentinel_durable.testing import wait_until
+from sentinel_durable.testing import EmbeddedBroker, wait_until
 
 
 @pytest.fixture
@@ -143,6 +145,33 @@ def test_cut_shows_at_once_and_the_first_ack_ends_it(
     recoveries = [r for r in ours if r.levelno == logging.INFO and "reachable again" in r.getMessage()]
     assert (len(warnings), len(recoveries)) == (1, 1), [r.getMessage() for r in ours]
     assert warnings[0].created < recoveries[0].created
+
+
+def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it(
+    make_client: Any, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connected, then the broker stops answering on its open connections (SIGSTOP: the kernel
+    still accepts new ones), and answers again (SIGCONT)."""
+    with EmbeddedBroker(with_proxy=True) as broker:
+        assert broker.pid is not None
+        client = make_client(broker.bootstrap_servers, write_timeout=3)
+        track(client)
+        assert client.flush(timeout=30)
+        with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                track(client, 5)
+                seconds_until(lambda: client.stats().broker_connected is False, 3 + 1, "stats() to show the cut")
+                warnings = [
+                    r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()
+                ]
+                assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+                assert broker.bootstrap_servers in (client.stats().last_error or "")
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            broker.read_topic(topic, expected=2, timeout=60)
+            seconds_until(lambda: client.stats().broker_connected is True, 1.0, "stats() to show the recovery")
+            assert client.flush(timeout=30)
 
 
 def test_wait_on_a_refused_broker_is_a_delivery_timeout_caused_by_the_connection(make_client: Any) -> None:
