@@ -19,8 +19,6 @@ from typing import Any
 
 import sentinel_durable as sentinel
 
-logging.getLogger("kafka").setLevel(logging.CRITICAL)  # kafka-python logs every reconnect attempt
-
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
@@ -69,6 +67,7 @@ def run(client: sentinel.Client, iterations: int, interval: float, status_every:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)  # an outage logs one WARNING of sentinel_durable, and nothing else
     overrides: dict[str, Any] = {}
     if args.brokers:
         overrides["brokers"] = args.brokers.split(",")

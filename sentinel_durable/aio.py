@@ -28,12 +28,12 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until
 from .client import Client, track_fields, warn_about_compression
 from .config import Config
 from .errors import ClientClosedError, ConfigError, SendError
@@ -181,21 +181,25 @@ class AsyncClient:
         event_id: str = await self._write("track", arguments)
         return event_id
 
-    async def send(self, event: TelemetryEvent, *, wait: bool = False, timeout: float | None = None) -> str:
+    async def send(
+        self, event: TelemetryEvent, *, wait: bool = False, timeout: float | WriteTimeout | None = WRITE_TIMEOUT
+    ) -> str:
         """Spool ``event`` (checked again against this client's rules); returns its id.
 
         With ``wait=True`` return only once Kafka acked it, as ``Client.send``:
         ``DeliveryTimeoutError`` after ``timeout`` seconds from this call (default
-        ``write_timeout``), ``BrokerConnectionError`` if no broker could be reached,
-        ``SendError`` if it was dead-lettered. The event stays spooled on a timeout.
+        ``write_timeout``, ``None``: no limit), with a ``BrokerConnectionError`` as its cause when
+        no broker is reachable; ``SendError`` if it was dead-lettered. The event stays spooled on
+        a timeout.
         """
         if not wait:
             event_id: str = await self._write("event", event)
             return event_id
-        deadline = time.monotonic() + (self._config.write_timeout if timeout is None else timeout)
+        limit = self._config.write_timeout if timeout is WRITE_TIMEOUT else check_timeout("timeout", timeout)
+        deadline = deadline_of(limit)
 
         def send_and_wait(client: Client) -> str:
-            return client.send(event, wait=True, timeout=max(0.0, deadline - time.monotonic()))
+            return client.send(event, wait=True, timeout=left_until(deadline))
 
         return await self._in_wait_pool(send_and_wait)
 
@@ -218,14 +222,15 @@ class AsyncClient:
 
     # -- waiting ---------------------------------------------------------------------------------
 
-    async def flush(self, timeout: float = 5.0) -> bool:
+    async def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until every event pending when called is delivered, as ``Client.flush``.
 
         Sends of this client that started before the call (not yet awaited to the end)
-        count too. True when all were acked; False on timeout, or once one of them is
-        dead-lettered or dropped.
+        count too. True when all were acked; False on timeout (``None``: no limit), or once
+        one of them is dead-lettered or dropped.
         """
-        deadline = time.monotonic() + timeout
+        timeout = check_timeout("timeout", timeout)
+        deadline = deadline_of(timeout)
         engine = await self._opened()
         if engine.writer.busy:
             try:
@@ -233,7 +238,7 @@ class AsyncClient:
                     await self._write("barrier", None)  # the writer got through every earlier request
             except TimeoutError:
                 return False
-        return await self._in_wait_pool(lambda client: client.flush(max(0.0, deadline - time.monotonic())))
+        return await self._in_wait_pool(lambda client: client.flush(left_until(deadline)))
 
     async def stats(self) -> Stats:
         """Counters since the client started and gauges now, as ``Client.stats`` (read off the loop).
@@ -256,13 +261,13 @@ class AsyncClient:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def close(self, timeout: float = 5.0) -> None:
+    async def close(self, timeout: float | None = 5.0) -> None:
         """Stop accepting events, spool what was already sent, then ``Client.close(timeout)``.
 
-        Delivers what it can within ``timeout`` and keeps the rest on disk; never raises
-        because events are undelivered. Closing twice is harmless.
+        Delivers what it can within ``timeout`` (``None``: no limit) and keeps the rest on disk;
+        never raises because events are undelivered. Closing twice is harmless.
         """
-        deadline = time.monotonic() + timeout
+        deadline = deadline_of(check_timeout("timeout", timeout))
         with self._lock:
             if self._closed:
                 return
@@ -336,13 +341,13 @@ class _Engine:
     def close(self, deadline: float) -> None:
         """Spool what is queued, close the client by ``deadline``; runs off the loop."""
         if self.pid != os.getpid():  # a forked child closing before any call: our threads are the parent's
-            self.client.close(max(0.0, deadline - time.monotonic()))
+            self.client.close(left_until(deadline))
             return
-        if not self.writer.stop(max(0.0, deadline - time.monotonic())):
+        if not self.writer.stop(left_until(deadline)):
             # Closing the client below closes the spool: what the writer still holds gets
             # ClientClosedError instead of hanging.
             logger.info("closing while the spool still takes queued events; the rest are refused")
-        self.client.close(max(0.0, deadline - time.monotonic()))
+        self.client.close(left_until(deadline))
         self.waits.shutdown(wait=False)
 
 
@@ -373,7 +378,7 @@ class _Writer:
         """Whether requests are queued or being written."""
         return self._written < self._submitted
 
-    def stop(self, timeout: float) -> bool:
+    def stop(self, timeout: float | None) -> bool:
         """Finish what is queued, then end; True if the thread ended within ``timeout``."""
         self._queue.put(None)
         self._thread.join(timeout)

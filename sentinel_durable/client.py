@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until
 from .config import Config
 from .crypto import SpoolCipher, parse_key
 from .errors import (
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 #: Open clients, held strongly: a client dropped without close() keeps delivering from its
 #: flusher thread, and the exit hook still gives it its shutdown_timeout.
 _LIVE_CLIENTS: set[Client] = set()
+#: How long ``close()`` lets the flusher put its batch back when no broker is reachable.
+CLOSE_GRACE = 1.0
 #: Flushers inherited across fork(): never closed in the child (their producer's sockets are
 #: the parent's), so they are kept referenced here for the child's lifetime.
 _ABANDONED: list[Flusher] = []
@@ -169,15 +172,19 @@ class Client:
         """
         return Observation(self, service=service, model=model, prompt=prompt, **fields)
 
-    def send(self, event: TelemetryEvent, *, wait: bool = False, timeout: float | None = None) -> str:
+    def send(
+        self, event: TelemetryEvent, *, wait: bool = False, timeout: float | WriteTimeout | None = WRITE_TIMEOUT
+    ) -> str:
         """Spool ``event`` (checked again against this client's rules); returns its id.
 
         With ``wait=True`` return only once Kafka acked it (the Go SDK's synchronous
-        ``Send``): ``DeliveryTimeoutError`` after ``timeout`` seconds (default
-        ``write_timeout``; its message says why when the deployment refuses the events: an ACL, a
-        missing topic, a refused login) — ``BrokerConnectionError`` if no broker could be reached —
-        and ``SendError`` if it was dead-lettered. The event stays spooled on a timeout.
+        ``Send``): ``DeliveryTimeoutError`` after ``timeout`` seconds (default ``write_timeout``;
+        ``None`` waits without limit). Its message says why when it is known: the deployment refuses
+        the events (an ACL, a missing topic, a refused login), or no broker is reachable — then its
+        ``__cause__`` is a ``BrokerConnectionError`` naming the brokers and the reason. ``SendError``
+        if it was dead-lettered. The event stays spooled on a timeout.
         """
+        limit = self._config.write_timeout if timeout is WRITE_TIMEOUT else check_timeout("timeout", timeout)
         self._check_usable()
         validated = validate_event(event, self._rules)
         checked = self._apply_before_send(validated)
@@ -197,21 +204,30 @@ class Client:
                 )
             self._spool.commit_buffered()
             self._flusher.kick()
-            limit = self._config.write_timeout if timeout is None else timeout
             if not waiter.done.wait(timeout=limit):
-                counters = self._flusher.counters
-                refused = f": Kafka refuses the events ({counters.last_error})" if self._flusher.blocked else ""
-                error = DeliveryTimeoutError(f"event {checked.event_id} not acked{refused}", timeout=limit, pending=1)
-                if counters.broker_connected is False and not refused:
-                    raise BrokerConnectionError(
-                        f"no broker reachable: {counters.last_error}", brokers=self._config.brokers
-                    ) from error
-                raise error
+                assert limit is not None  # a wait without limit only ends with the event settled
+                raise self._delivery_timeout(checked.event_id, limit)
         finally:
             self._flusher.forget_waiter(checked.event_id)
         if waiter.error is not None:
             raise waiter.error
         return checked.event_id
+
+    def _delivery_timeout(self, event_id: str, limit: float) -> DeliveryTimeoutError:
+        """The error of a wait that ran out: always a DeliveryTimeoutError (what happened to the call),
+        with the reason as its message and, when no broker is reachable, as its cause."""
+        counters = self._flusher.counters
+        if self._flusher.blocked:
+            refused = f"event {event_id} not acked: Kafka refuses the events ({counters.last_error})"
+            return DeliveryTimeoutError(refused, timeout=limit, pending=1)
+        if not self._flusher.unreachable:
+            return DeliveryTimeoutError(f"event {event_id} not acked", timeout=limit, pending=1)
+        cause = BrokerConnectionError(f"no broker reachable: {counters.last_error}", brokers=self._config.brokers)
+        error = DeliveryTimeoutError(
+            f"event {event_id} not acked: no broker reachable ({counters.last_error})", timeout=limit, pending=1
+        )
+        error.__cause__ = cause
+        return error
 
     def send_batch(self, events: Iterable[TelemetryEvent]) -> list[str]:
         """Spool every event in one transaction, or none: one invalid event refuses the batch."""
@@ -250,18 +266,20 @@ class Client:
 
     # -- waiting -------------------------------------------------------------------------------
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until every event pending in the spool directory when called is delivered.
 
         Files left by dead processes or closed clients count too. Returns True when all were
-        acked by Kafka; False on timeout, or once one of them is dead-lettered or dropped.
+        acked by Kafka; False on timeout (``None``: no limit), or once one of them is
+        dead-lettered or dropped.
         """
         return self._flush(timeout)
 
-    def _flush(self, timeout: float, progress: Callable[[int, int], None] | None = None) -> bool:
+    def _flush(self, timeout: float | None, progress: Callable[[int, int], None] | None = None) -> bool:
         """``flush``, calling ``progress(settled, total)`` as batches settle (the CLI's progress bar)."""
+        timeout = check_timeout("timeout", timeout)
         self._check_usable()
-        deadline = time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         self._spool.adopt_orphans()
         mark = self._spool.flush_mark()
         self._flusher.kick()
@@ -277,7 +295,7 @@ class Client:
                 return not lost
             left = deadline - time.monotonic()
             if left <= 0:
-                logger.info("flush timed out after %gs with events still pending", timeout)
+                logger.info("flush timed out after %gs with events still pending", timeout or 0)
                 return False
             self._flusher.wait_settled(min(left, 0.25))
 
@@ -322,18 +340,22 @@ class Client:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting events, deliver what can be delivered within ``timeout``, keep the rest on disk.
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop accepting events, deliver what can be delivered within ``timeout`` (``None``: no
+        limit), keep the rest on disk.
 
         Never raises because events are undelivered, and releases the spool files within
-        the timeout even if a broker connection hangs.
+        the timeout even if a broker connection hangs. When no broker is reachable (known
+        before or during the close), it returns at once: the events stay on disk, and one log
+        line says how many.
         """
+        timeout = check_timeout("timeout", timeout)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         _LIVE_CLIENTS.discard(self)
-        deadline = time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         if self._pid != os.getpid():  # first call in a forked child: nothing of ours runs yet
             self._spool.close()
             return
@@ -341,15 +363,25 @@ class Client:
             self._spool.commit_buffered()
         except Exception:
             logger.exception("could not write buffered events while closing")
-        stopped = self._flusher.stop(max(0.0, deadline - time.monotonic()))
+        # Known unreachable: a short grace for the flusher to put its batch back, not the whole timeout.
+        unreachable = self._flusher.unreachable
+        stopped = self._flusher.stop(left_until(deadline, CLOSE_GRACE if unreachable else None))
+        unreachable = unreachable or self._flusher.unreachable  # or found so during the close
         if stopped:
-            self._flusher.close_transport(max(0.0, deadline - time.monotonic()))
+            left = 0.0 if unreachable else left_until(deadline)
+            self._flusher.close_transport(5.0 if left is None else left)  # nothing is pending now: quick
         else:
             logger.info("closing while the flusher still waits on a broker call; its batch stays on disk")
         try:
             self._final_stats = self._collect_stats()
         except Exception:
             logger.debug("could not collect the final stats", exc_info=True)
+        if unreachable and self._final_stats is not None:
+            left = self._final_stats.spooled + self._final_stats.in_flight
+            logger.info(
+                "closed with Kafka unreachable (%s): %d events stay in the spool for the next start",
+                ", ".join(self._config.brokers), left,
+            )  # fmt: skip
         self._spool.close()
         counts_left = "" if stopped else " (in-flight events return to pending on next start)"
         logger.debug("client closed%s", counts_left)

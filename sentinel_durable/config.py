@@ -146,8 +146,12 @@ class Config(BaseModel):
     """Pending events older than this are dropped (and counted); ``None`` keeps them forever."""
     transport: Transport = "kafka-python"
     partition_key: PartitionKey = "service_name"
-    shutdown_timeout: Seconds = 2.0
-    """How long the exit hook may spend delivering before the process ends; the rest stays on disk."""
+    shutdown_timeout: Seconds | None = 2.0
+    """How long the exit hook may spend delivering before the process ends (``None``: no limit); the
+    rest stays on disk."""
+    client_library_logs: bool = False
+    """Let kafka-python's / librdkafka's own log lines about this client's connections through (by
+    default an outage is one WARNING of ``sentinel_durable`` and nothing from the Kafka library)."""
 
     # --- Kafka security -------------------------------------------------------------
     security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -394,6 +398,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SENTINEL_TRANSPORT": ("transport", str.lower),
     "SENTINEL_PARTITION_KEY": ("partition_key", str.lower),
     "SENTINEL_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_duration),
+    "SENTINEL_CLIENT_LIBRARY_LOGS": ("client_library_logs", _parse_bool),
     "SENTINEL_SECURITY_PROTOCOL": ("security_protocol", str.upper),
     "SENTINEL_SASL_MECHANISM": ("sasl_mechanism", str.upper),
     "SENTINEL_SASL_USERNAME": ("sasl_username", _parse_optional_str),

@@ -21,10 +21,13 @@ from .config import Config
 from .spool import ClaimedRecord
 from .transport import (
     DELIVERED,
+    PROBE_AFTER,
+    Link,
     Outcome,
     RecordResult,
     TopicSizeLimit,
     login_refused,
+    probe_brokers,
     record_headers,
     record_key,
     too_large,
@@ -72,6 +75,22 @@ _PRODUCER_ONLY = frozenset({"acks", "compression.type", "linger.ms", "batch.size
                             "message.timeout.ms", "request.timeout.ms"})  # fmt: skip
 
 
+_LIBRDKAFKA = logging.getLogger("librdkafka")
+
+
+class _LibrdkafkaAtDebug:
+    """The logger librdkafka gets when ``client_library_logs`` is off: each of its lines goes to the
+    ``librdkafka`` logger at DEBUG, so that an outage does not flood the application's logs (our one
+    WARNING reports it) and ``logging.getLogger("librdkafka").setLevel(logging.DEBUG)`` still shows them."""
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        _LIBRDKAFKA.debug(message, *args)
+
+
+#: librdkafka's client-level codes that say no broker can be reached (reported to the link at once).
+_ALL_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
+
+
 def producer_settings(config: Config) -> dict[str, Any]:
     """librdkafka settings for a configuration (secrets included: never log this)."""
     write_ms = int(config.write_timeout * 1000)
@@ -93,8 +112,8 @@ def producer_settings(config: Config) -> dict[str, Any]:
         "reconnect.backoff.ms": int(config.retry_backoff * 1000),
         "reconnect.backoff.max.ms": int(config.max_retry_backoff * 1000),
         "security.protocol": config.security_protocol.lower(),
-        # librdkafka logs every reconnect attempt: outside our namespace, like kafka-python's "kafka".
-        "logger": logging.getLogger("librdkafka"),
+        # librdkafka logs every reconnect attempt (at ERROR): demoted to DEBUG unless the user wants them.
+        "logger": _LIBRDKAFKA if config.client_library_logs else _LibrdkafkaAtDebug(),
     }
     if config.sasl_mechanism is not None:
         settings["sasl.mechanisms"] = config.sasl_mechanism
@@ -127,8 +146,10 @@ def classify(error: KafkaError, config: Config) -> RecordResult:
 
 
 class ConfluentTransport:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, link: Link | None = None) -> None:
         self._config = config
+        self._link = link or Link()
+        self._transport_error: str | None = None  # the last _TRANSPORT error: it names the broker and why
         self._producer: Producer | None = None
         self._fatal: str | None = None
         self._client_error: str | None = None  # the last client-level error: why nothing is acked
@@ -142,7 +163,19 @@ class ConfluentTransport:
         return self._producer
 
     def _on_error(self, error: KafkaError) -> None:
-        # Client-level errors (all brokers down, authentication...) come here, not per record.
+        # Client-level errors (all brokers down, authentication...) come here, not per record,
+        # served on the flusher thread while it waits in flush(): the link hears of an outage at once.
+        if error.code() == KafkaError._TRANSPORT:
+            self._transport_error = error.str()
+        elif (
+            error.code() in _ALL_DOWN
+            and self._client_error_code not in _SPECIFIC_CLIENT_ERRORS
+            # "All brokers down" also follows a broker closing idle connections: it is an outage
+            # only if the brokers do not take a new connection either (a cheap TCP probe).
+            and probe_brokers(self._config) is not None
+        ):
+            why = self._transport_error or f"{', '.join(self._config.brokers)}: {error.str()}"
+            self._link.unreachable(f"{why} ({error.name()})")
         if error.fatal():
             self._fatal = f"{error.name()}: {error.str()}"
         if self._client_error_code in _SPECIFIC_CLIENT_ERRORS and error.code() not in _SPECIFIC_CLIENT_ERRORS:
@@ -158,9 +191,16 @@ class ConfluentTransport:
         failures: dict[int, KafkaError] = {}  # classified after flush: some need a broker request
         topic = self._config.topic
 
+        acked = False
+
         def delivered(index: int, error: KafkaError | None, _message: object) -> None:
+            nonlocal acked
             if error is None:
                 results[index] = DELIVERED
+                if not acked:
+                    acked = True
+                    self._transport_error = None
+                    self._link.reachable()
             else:
                 failures[index] = error
 
@@ -185,7 +225,11 @@ class ConfluentTransport:
                 except KafkaException as exc:
                     failures[index] = exc.args[0]
                     break
-        producer.flush(max(0.0, deadline - time.monotonic()))
+        # In slices: the link hears of the first ack (and of an outage, from error_cb) as it happens,
+        # and close() can stop the wait once the brokers are known to be unreachable.
+        while producer.flush(min(PROBE_AFTER, max(0.0, deadline - time.monotonic()))):
+            if self._link.abandoned.is_set() or time.monotonic() >= deadline:
+                break
         if self._fatal is not None:
             logger.warning("making a new Kafka producer (%s)", self._fatal)
             self._discard_producer()
@@ -206,13 +250,20 @@ class ConfluentTransport:
             elif error.code() == KafkaError._MSG_TIMED_OUT and topic_is_missing():
                 results[index] = topic_missing(self._config, text)
             else:
-                results[index] = classify(error, self._config)
+                result = classify(error, self._config)
+                if result.unreachable:  # name the brokers, and what librdkafka said about them
+                    why = f" ({self._client_error})" if self._client_error else ""
+                    result = RecordResult(Outcome.RETRY, f"{', '.join(self._config.brokers)}: {text}{why}", True)
+                results[index] = result
         if any(result is None for result in results) and topic_is_missing():
             return [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
         return [result or self._no_ack(timeout) for result in results]
 
     def _no_ack(self, timeout: float) -> RecordResult:
-        reason = f"no ack within {timeout:g}s" + (f" ({self._client_error})" if self._client_error else "")
+        brokers = ", ".join(self._config.brokers)
+        reason = f"no ack from {brokers} within {timeout:g}s"
+        if self._client_error:
+            reason += f" ({self._client_error})"
         if self._client_error_code in _LOGIN_REFUSED:
             return login_refused(reason)
         return RecordResult(Outcome.RETRY, reason, unreachable=True)
@@ -220,7 +271,8 @@ class ConfluentTransport:
     def _topic_missing(self, producer: Producer) -> bool:
         """After a delivery timed out with the brokers up: is the topic unknown to them?"""
         try:
-            metadata = producer.list_topics(self._config.topic, timeout=2.0)
+            # Short: brokers that answer do so at once, and a silent one must not delay the outage report.
+            metadata = producer.list_topics(self._config.topic, timeout=0.5)
         except KafkaException:
             return False
         topic = metadata.topics.get(self._config.topic)

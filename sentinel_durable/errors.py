@@ -6,7 +6,7 @@ The hierarchy, drawn as a tree (builtin bases in brackets)::
     ├── ValidationError        [ValueError]       an event breaks a rule of the wire format; nothing spooled
     ├── ConfigError            [ValueError]       a bad option or SENTINEL_* environment value
     ├── SendError                                 a send that waits for delivery failed for good
-    ├── BrokerConnectionError  [ConnectionError]  a wait for delivery failed: no broker reachable
+    ├── BrokerConnectionError  [ConnectionError]  no broker reachable: the cause of a DeliveryTimeoutError
     ├── DeliveryTimeoutError   [TimeoutError]     a wait for delivery ran past its timeout
     ├── SpoolFullError                            the spool is at its size bound
     └── ClientClosedError                         a call on a closed client
@@ -155,7 +155,12 @@ class SendError(SentinelError):
 
 
 class BrokerConnectionError(SentinelError, ConnectionError):
-    """A wait for delivery failed because no broker in ``brokers`` could be reached."""
+    """No broker in ``brokers`` can be reached; the message says why (refused, no answer...).
+
+    A ``send(..., wait=True)`` that times out while the brokers are known to be unreachable
+    raises ``DeliveryTimeoutError`` with this as its ``__cause__``: the same situation always
+    raises the same type, and the cause tells why once it is known.
+    """
 
     def __init__(self, message: str, *, brokers: Sequence[str]) -> None:
         self.brokers = list(brokers)
@@ -167,6 +172,7 @@ class DeliveryTimeoutError(SentinelError, TimeoutError):
 
     The Go SDK's ``ErrContextCanceled``. The events concerned stay spooled and
     will still be delivered; ``pending`` is how many were not yet acknowledged.
+    ``__cause__`` is a ``BrokerConnectionError`` when no broker was reachable.
     """
 
     def __init__(self, message: str, *, timeout: float, pending: int = 0) -> None:

@@ -23,7 +23,7 @@ import backoff
 from .config import Config
 from .errors import SendError
 from .spool import Claim, ClaimedRecord, Spool
-from .transport import Outcome, RecordResult, Transport, create_transport
+from .transport import Link, Outcome, RecordResult, Transport, create_transport
 
 __all__ = ["DEFAULT_BATCH", "Flusher", "FlusherCounters"]
 
@@ -73,7 +73,7 @@ class Flusher:
         self,
         config: Config,
         spool: Spool,
-        transport_factory: Callable[[Config], Transport] = create_transport,
+        transport_factory: Callable[[Config, Link], Transport] = create_transport,
         *,
         on_delivery: Callable[[list[str]], object] | None = None,
         on_error: Callable[[SendError], object] | None = None,
@@ -98,6 +98,8 @@ class Flusher:
         self._pid = os.getpid()
         self._random = random.Random()
         self._blocked = False  # the deployment refuses every record (reported once, at ERROR)
+        self._link = Link(self._link_changed)  # the transport reports reachability through it, mid-batch
+        self._outage_error: str | None = None  # last_error as the outage began; cleared on recovery
 
     # -- control (caller threads) ------------------------------------------------------------
 
@@ -108,6 +110,11 @@ class Flusher:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    @property
+    def unreachable(self) -> bool:
+        """True while the brokers are known to be unreachable (refused, silent, unresolvable)."""
+        return self.counters.broker_connected is False
 
     @property
     def blocked(self) -> bool:
@@ -137,14 +144,17 @@ class Flusher:
         with self._waiters_lock:
             self._waiters.pop(event_id, None)
 
-    def stop(self, timeout: float) -> bool:
-        """Deliver what can be delivered within ``timeout`` seconds, then stop; True if the thread ended."""
-        self._deadline = time.monotonic() + timeout
+    def stop(self, timeout: float | None) -> bool:
+        """Deliver what can be delivered within ``timeout`` seconds (``None``: no limit), then stop;
+        True if the thread ended."""
+        self._deadline = float("inf") if timeout is None else time.monotonic() + timeout
         self._stop.set()
+        if self.unreachable or (timeout is not None and timeout <= 0):
+            self._link.abandoned.set()  # stop waiting for acks that are not coming: the batch stays on disk
         self.kick()
         if self._thread is None:
             return True
-        self._thread.join(timeout=max(0.0, timeout))
+        self._thread.join(timeout=None if timeout is None else max(0.0, timeout))
         return not self._thread.is_alive()
 
     def close_transport(self, timeout: float) -> None:
@@ -168,7 +178,8 @@ class Flusher:
     def _run(self) -> None:
         delays: Iterator[float] | None = None
         last_housekeeping = 0.0
-        while not (self._stop.is_set() and time.monotonic() >= self._deadline):
+        # Stopping: deliver until the deadline, unless no broker is reachable (the events stay on disk).
+        while not (self._stop.is_set() and (time.monotonic() >= self._deadline or self.unreachable)):
             try:
                 if time.monotonic() - last_housekeeping >= HOUSEKEEPING_INTERVAL:
                     last_housekeeping = time.monotonic()
@@ -212,7 +223,7 @@ class Flusher:
     def _deliver(self, claim: Claim) -> bool:
         """Send one claimed batch and settle it; True when some records must be retried later."""
         if self._transport is None:
-            self._transport = self._transport_factory(self._config)
+            self._transport = self._transport_factory(self._config, self._link)
         timeout = max(0.1, min(self._config.write_timeout, self._deadline - time.monotonic()))
         try:
             results = self._deliver_records(self._transport, claim.records, timeout)
@@ -298,17 +309,35 @@ class Flusher:
         if errors:
             counters.errors += failed + (1 if waiting else 0)
             counters.last_error = errors[-1]
-        if delivered and counters.broker_connected is not True:
+        if delivered:
+            self._link_changed(True, None)
+        elif unreachable:
+            self._link_changed(False, counters.last_error)
+
+    def _link_changed(self, reachable: bool, reason: str | None) -> None:
+        """Reachability as the transport (mid-batch) or a settled batch reports it: one WARNING when
+        an outage starts, one INFO when the first ack ends it. On the flusher thread only."""
+        counters = self.counters
+        if reachable:
             if counters.broker_connected is False:
-                logger.info("Kafka is reachable again; delivering the spooled backlog")
+                logger.info("Kafka is reachable again (%s); delivering the spooled backlog",
+                            ", ".join(self._config.brokers))  # fmt: skip
+                if counters.last_error == self._outage_error:
+                    counters.last_error = None  # the outage is over; the WARNING above keeps its story
             counters.broker_connected = True
-        elif unreachable and not delivered and counters.broker_connected is not False:
+            return
+        if reason:
+            counters.last_error = reason
+        if self._stop.is_set():
+            self._link.abandoned.set()  # closing: stop waiting for acks that are not coming
+        if counters.broker_connected is not False:
             logger.warning(
                 "Kafka is unreachable (%s): %s. Events stay in the spool and are retried with backoff.",
                 ", ".join(self._config.brokers),
                 counters.last_error,
             )
             counters.broker_connected = False
+        self._outage_error = counters.last_error
 
     def _report_blocked(self, blocked: str | None, delivered: list[ClaimedRecord], waiting: int) -> None:
         """One ERROR when the deployment starts refusing every record, one INFO when it stops."""

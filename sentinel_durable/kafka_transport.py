@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,10 +30,13 @@ from .config import Config
 from .spool import ClaimedRecord
 from .transport import (
     DELIVERED,
+    PROBE_AFTER,
+    Link,
     Outcome,
     RecordResult,
     TopicSizeLimit,
     login_refused,
+    probe_brokers,
     record_headers,
     record_key,
     too_large,
@@ -85,11 +89,68 @@ class _LoginFailures(logging.Filter):
         return latest[1] if latest is not None and latest[0] >= started else None
 
 
+class _OurConnections(logging.Filter):
+    """Keep kafka-python's lines about our producers' connections out of the application's logs
+    (it logs every failed reconnect at WARNING and ERROR: a flood in an outage, which our one
+    WARNING already reports), unless the client was made with ``client_library_logs=True``.
+
+    Ours are the records logged on our threads: the flusher's, and the threads kafka-python starts
+    for a producer whose client id is ours (``kafka-io-sentinel-durable``...); they are demoted to
+    DEBUG. The application's own kafka-python clients log as before: nothing is changed in the
+    loggers' levels or handlers.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.local()  # .wanted: what the client the current thread works for chose
+        self._wanted_lock = threading.Lock()
+        self._wanted = 0  # transports alive with client_library_logs=True (for kafka-python's threads)
+
+    def want(self, wanted: bool | None) -> None:
+        """On the thread about to call kafka-python for a client: its choice applies to that thread."""
+        self._thread.wanted = wanted
+
+    def transport_started(self, wanted: bool) -> None:
+        if wanted:
+            with self._wanted_lock:
+                self._wanted += 1
+
+    def transport_closed(self, wanted: bool) -> None:
+        if wanted:
+            with self._wanted_lock:
+                self._wanted -= 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        wanted = getattr(self._thread, "wanted", None)
+        if wanted is None:
+            if CLIENT_ID not in (record.threadName or ""):
+                return True  # not ours
+            wanted = self._wanted > 0
+        if wanted or record.levelno <= logging.DEBUG:
+            return True
+        # Ours, and not wanted: demoted to DEBUG, so it shows only where the application logs
+        # kafka-python at DEBUG (as librdkafka's lines do, on the "librdkafka" logger).
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+#: The client id of our producers: brokers see it, and it names kafka-python's threads for them.
+CLIENT_ID = "sentinel-durable"
 _REDACT = _RedactSecrets()
 _LOGIN_FAILURES = _LoginFailures()
-for _name in [name for name in logging.root.manager.loggerDict if name == "kafka" or name.startswith("kafka.")]:
-    logging.getLogger(_name).addFilter(_REDACT)  # filters act on each logger's own records
-logging.getLogger("kafka.net.manager").addFilter(_LOGIN_FAILURES)
+_OURS = _OurConnections()
+
+
+def _filter_kafka_loggers() -> None:
+    """Put our filters on every kafka-python logger (a logger's filters see only its own records),
+    the login watcher before the one that may drop the record. Idempotent: new loggers get them too."""
+    for name in [name for name in logging.root.manager.loggerDict if name == "kafka" or name.startswith("kafka.")]:
+        kafka_logger = logging.getLogger(name)
+        for log_filter in (_REDACT, _LOGIN_FAILURES, _OURS) if name == "kafka.net.manager" else (_REDACT, _OURS):
+            kafka_logger.addFilter(log_filter)  # addFilter does nothing for a filter already there
+
+
+_filter_kafka_loggers()
 
 #: Failures that belong to one record: retrying it can never succeed, so it is dead-lettered
 #: after max_retries attempts while the records behind it go on.
@@ -138,7 +199,7 @@ def producer_options(config: Config) -> dict[str, Any]:
     write_ms = int(config.write_timeout * 1000)
     options: dict[str, Any] = {
         "bootstrap_servers": list(config.brokers),
-        "client_id": "sentinel-durable",
+        "client_id": CLIENT_ID,
         "acks": _ACKS[config.require_acks],
         "compression_type": None if config.compression == "none" else config.compression,
         "linger_ms": int(config.batch_timeout * 1000),
@@ -221,10 +282,14 @@ def classify(error: BaseException, config: Config) -> RecordResult:
 
 
 class KafkaPythonTransport:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, link: Link | None = None) -> None:
         self._config = config
+        self._link = link or Link()
         self._producer: Any = None
         self._limit = TopicSizeLimit(config, self._read_size_limit)
+        self._outage: str | None = None  # why the brokers cannot be reached, as a probe found
+        _OURS.transport_started(config.client_library_logs)
+        self._closed = False
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
@@ -236,13 +301,13 @@ class KafkaPythonTransport:
                 # split re-sent records that were already appended, many times over).
                 limit = self._limit.get()
                 if limit is not None and limit < self._config.max_message_bytes:
-                    with _suppress_and_log("close"):
-                        producer.close(timeout=0)
+                    _close_producer(producer, 0)
                     producer = self._new_producer()
             self._producer = producer
         return self._producer
 
     def _new_producer(self) -> Any:
+        _filter_kafka_loggers()
         options = producer_options(self._config)
         limit = self._limit.value
         if limit is not None:
@@ -258,12 +323,24 @@ class KafkaPythonTransport:
         return producer
 
     def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
+        _OURS.want(self._config.client_library_logs)
         started = time.monotonic()
         deadline = started + timeout
+        if self._producer is None:
+            # kafka-python's bootstrap blocks for its whole timeout when nobody answers, logging
+            # every attempt: learn in milliseconds that the brokers refuse connections instead.
+            outage = probe_brokers(self._config)
+            if outage is not None:
+                self._outage = outage
+                self._link.unreachable(outage)
+                return [RecordResult(Outcome.RETRY, outage, unreachable=True)] * len(records)
         try:
             producer = self._ensure_producer()
         except Exception as exc:  # no broker answered the bootstrap, bad TLS files, a refused login...
             result = classify(exc, self._config)
+            if isinstance(exc, kafka_errors.KafkaTimeoutError):  # a connection, but no Kafka answer on it
+                silent = f"{', '.join(self._config.brokers)}: no Kafka answer within {timeout:g}s ({_describe(exc)})"
+                result = RecordResult(Outcome.RETRY, silent, unreachable=True)
             refused = _LOGIN_FAILURES.since(started) if self._config.sasl_mechanism is not None else None
             if refused is not None:
                 return [login_refused(f"{_describe(exc)}; {_describe(refused)}")] * len(records)
@@ -296,12 +373,14 @@ class KafkaPythonTransport:
                 continue
             futures.append((index, future))
         if futures:
-            with _suppress_and_log("flush"):
-                producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            self._await_acks(producer, [future for _, future in futures], deadline)
         resize = False
+        no_ack = f"no ack from {', '.join(self._config.brokers)} within {timeout:g}s" + (
+            f" ({self._outage})" if self._outage else ""
+        )
         for index, future in futures:
             if not future.is_done:
-                results[index] = RecordResult(Outcome.RETRY, f"no ack within {timeout:g}s", unreachable=True)
+                results[index] = RecordResult(Outcome.RETRY, no_ack, unreachable=True)
             elif future.succeeded():
                 results[index] = DELIVERED
             else:
@@ -314,6 +393,28 @@ class KafkaPythonTransport:
         if resize and self._producer is not None:
             self._discard_producer("the topic's max.message.bytes is below the producer's request size")
         return [result or RecordResult(Outcome.RETRY, "not sent") for result in results]
+
+    def _await_acks(self, producer: Any, futures: list[Any], deadline: float) -> None:
+        """Wait for the acks until ``deadline``, telling the link at once of the first ack, and,
+        while acks are late, whether the brokers still take connections (a cheap TCP probe)."""
+        acked = False
+        while not self._link.abandoned.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with _suppress_and_log("flush"):
+                producer.flush(timeout=min(PROBE_AFTER, left))
+            if not acked and any(future.is_done and future.succeeded() for future in futures):
+                acked = True
+                self._outage = None
+                self._link.reachable()
+            if all(future.is_done for future in futures):
+                return
+            if not acked and time.monotonic() < deadline:
+                outage = probe_brokers(self._config)
+                if outage is not None:
+                    self._outage = outage
+                    self._link.unreachable(outage)
 
     def _classify_send_failure(self, error: BaseException, producer: Any, record: ClaimedRecord) -> RecordResult:
         if isinstance(error, _TOO_LARGE):
@@ -344,15 +445,38 @@ class KafkaPythonTransport:
         producer, self._producer = self._producer, None
         if producer is not None:
             logger.warning("making a new Kafka producer (%s)", reason)
-            with _suppress_and_log("close"):
-                producer.close(timeout=0)
+            _close_producer(producer, 0)
 
     def close(self, timeout: float) -> None:
+        if not self._closed:
+            self._closed = True
+            _OURS.transport_closed(self._config.client_library_logs)
         producer, self._producer = self._producer, None
         if producer is not None:
             # close(timeout) raises when records are still pending; they are on disk anyway.
-            with _suppress_and_log("close"):
-                producer.close(timeout=timeout)
+            _OURS.want(self._config.client_library_logs)  # close() may run on the caller's thread
+            try:
+                _close_producer(producer, timeout)
+            finally:
+                _OURS.want(None)
+
+
+def _close_producer(producer: Any, timeout: float) -> None:
+    """Close a producer within ``timeout``, records pending or not (they are on disk anyway).
+
+    kafka-python's ``close()`` raises from its ``flush()`` when records are still pending and then
+    never stops the producer's threads; at exit its ``__del__`` tries again and prints the
+    traceback. Force-close what it left running instead.
+    """
+    try:
+        producer.close(timeout=timeout)
+    except Exception as exc:
+        logger.debug("kafka producer close failed (%s): forcing it", _describe(exc))
+        sender = getattr(producer, "_sender", None)
+        with contextlib.suppress(Exception):
+            if sender is not None:
+                sender.force_close()
+            producer._closed = True  # so that its __del__ does not try again at exit
 
 
 @contextlib.contextmanager

@@ -13,9 +13,11 @@ class Stats:
 
     Gauges: ``spooled`` (pending on disk, plus in memory in async mode), ``in_flight``,
     ``oldest_pending_age_s``, ``spool_bytes`` (on disk), ``broker_connected`` (``None``
-    before the first attempt). Counters since the client started: ``delivered``,
+    before the first attempt; ``False`` as soon as the brokers are known to be unreachable,
+    ``True`` from the first ack). Counters since the client started: ``delivered``,
     ``dead_lettered``, ``dropped`` (by reason: ``overflow_oldest``, ``overflow_newest``,
-    ``expired``), ``retries``, ``errors`` and ``last_error``. The Go SDK's writer figures:
+    ``expired``), ``retries``, ``errors`` and ``last_error`` (naming the broker and the reason
+    of an outage; cleared when it ends). The Go SDK's writer figures:
     ``writes`` (produce batches acked), ``messages`` (records acked), ``bytes`` (record
     bytes acked), ``batch_size`` (mean records per write, recent writes) and ``max_attempts``.
     """

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from .spool import ClaimedRecord
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "Link",
     "Outcome",
     "RecordResult",
     "TopicSizeLimit",
@@ -66,6 +69,61 @@ class RecordResult:
 
 
 DELIVERED = RecordResult(Outcome.DELIVERED)
+
+#: How long a transport waits for acks before it checks whether the brokers still take connections.
+PROBE_AFTER = 0.5
+#: A broker that takes this long to accept a TCP connection counts as not answering.
+PROBE_TIMEOUT = 1.0
+
+
+class Link:
+    """What a transport tells its flusher about the brokers the moment it knows, mid-batch.
+
+    A batch can wait ``write_timeout`` for its acks; ``stats()`` and the outage warning must not
+    wait that long to learn that the brokers refuse connections, nor the recovery for the last
+    ack of a batch. The flusher passes one to the transport it creates; every call is made on
+    the flusher thread. ``abandoned`` is set by ``close()`` once the brokers are known to be
+    unreachable: a transport stops waiting for acks that are not coming (the events stay on disk).
+    """
+
+    def __init__(self, changed: Callable[[bool, str | None], None] | None = None) -> None:
+        self._changed = changed
+        self.abandoned = threading.Event()
+
+    def reachable(self) -> None:
+        """A broker acked a record."""
+        if self._changed is not None:
+            self._changed(True, None)
+
+    def unreachable(self, reason: str) -> None:
+        """No broker can be reached, for ``reason`` (which names the broker addresses)."""
+        if self._changed is not None:
+            self._changed(False, reason)
+
+
+def _host_port(broker: str) -> tuple[str, int]:
+    host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "9092")
+    return host.strip("[]"), int(port)
+
+
+def probe_brokers(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """``None`` when some broker accepts a TCP connection; otherwise why none does, broker by broker.
+
+    The cheap check a transport makes before a producer bootstraps (kafka-python's blocks for
+    its whole bootstrap timeout when nobody answers) and while acks are late: a refused or
+    unroutable connection is known in milliseconds. A broker that accepts and then says nothing
+    passes; that outage shows when the batch's ``write_timeout`` runs out.
+    """
+    reasons = []
+    for broker in config.brokers:
+        try:
+            socket.create_connection(_host_port(broker), timeout=min(timeout, config.write_timeout)).close()
+            return None
+        except TimeoutError:
+            reasons.append(f"{broker}: no answer to a TCP connection within {timeout:g}s")
+        except OSError as exc:
+            reasons.append(f"{broker}: {exc.strerror or exc}")
+    return "; ".join(reasons)
 
 
 class Transport(Protocol):
@@ -186,13 +244,13 @@ def check_transport_config(config: Config) -> None:
         raise ConfigError("compression", f"needs the {module!r} module: pip install '{extra}'", config.compression)
 
 
-def create_transport(config: Config) -> Transport:
+def create_transport(config: Config, link: Link | None = None) -> Transport:
     """Build the configured transport (on the flusher thread: this may touch the network)."""
     check_transport_config(config)
     if config.transport == "confluent":
         from .confluent_transport import ConfluentTransport
 
-        return ConfluentTransport(config)
+        return ConfluentTransport(config, link)
     from .kafka_transport import KafkaPythonTransport
 
-    return KafkaPythonTransport(config)
+    return KafkaPythonTransport(config, link)

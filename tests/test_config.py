@@ -56,6 +56,7 @@ CASES: dict[str, tuple[str, str, Any, str]] = {
     "TRANSPORT": ("confluent", "transport", "confluent", "carrier-pigeon"),
     "PARTITION_KEY": ("event_id", "partition_key", "event_id", "model"),
     "SHUTDOWN_TIMEOUT": ("500ms", "shutdown_timeout", 0.5, "soon"),
+    "CLIENT_LIBRARY_LOGS": ("true", "client_library_logs", True, "maybe"),
     "SECURITY_PROTOCOL": ("ssl", "security_protocol", "SSL", "TLS"),
     "SASL_MECHANISM": ("GSSAPI", "sasl_mechanism", None, "KERBEROS"),  # needs SASL protocol: see below
     "SASL_USERNAME": ("alice", "sasl_username", "alice", "al\x01ice"),

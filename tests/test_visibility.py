@@ -1,0 +1,376 @@
+"""An operator sees an outage when it happens (issue 12, points 8 and 10), and every timeout
+means one thing (point 11).
+
+Timing targets are checked as deadlines on conditions: a refused connection shows in
+``stats()`` within 2 s of the first attempt, a broker that says nothing within
+``write_timeout`` + 1 s, the recovery within 1 s of the first ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BrokerUnderTest
+from spool_helpers import drain_all
+
+import sentinel_durable as sentinel
+from sentinel_durable.testing import EmbeddedBroker, wait_until
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_client(spool_dir: Path, topic: str, transport: str) -> Iterator[Any]:
+    clients: list[sentinel.Client] = []
+
+    def make(brokers: str, **options: Any) -> sentinel.Client:
+        options.setdefault("transport", transport)
+        options.setdefault("spool_dir", spool_dir)
+        options.setdefault("retry_backoff", 0.05)
+        options.setdefault("max_retry_backoff", 0.5)
+        client = sentinel.Client(brokers=[brokers], topic=topic, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close(timeout=2)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """An address that accepts TCP connections and never says a word (a black hole)."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(100)
+        yield f"127.0.0.1:{hole.getsockname()[1]}"
+
+
+def track(client: sentinel.Client, count: int = 1) -> list[str]:
+    return [client.track(service="svc", model="m", prompt=f"p{n}", response="r", latency_ms=1) for n in range(count)]
+
+
+def build() -> sentinel.TelemetryEvent:
+    return (
+        sentinel.EventBuilder()
+        .service("s")
+        .model("m")
+        .prompt("p", 1)
+        .response("r", 1, "stop")
+        .latency(1)
+        .cost(0)
+        .build()
+    )
+
+
+def seconds_until(condition: Any, limit: float, description: str) -> float:
+    """Wait for ``condition`` at most ``limit`` seconds; the seconds it took."""
+    started = time.monotonic()
+    wait_until(condition, limit, description=description)
+    return time.monotonic() - started
+
+
+# --- point 8: the outage shows when it happens --------------------------------------------------------
+
+
+def test_refused_connection_shows_in_stats_within_2s(make_client: Any) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    client = make_client(address, write_timeout=10)
+    track(client)  # the first attempt starts now
+    seconds_until(lambda: client.stats().broker_connected is False, 2.0, "stats() to show the refused connection")
+    last_error = client.stats().last_error or ""
+    assert address in last_error, last_error
+    assert "refused" in last_error.lower(), last_error
+
+
+def test_silent_broker_shows_in_stats_within_write_timeout_plus_1s(make_client: Any, silent_broker: str) -> None:
+    client = make_client(silent_broker, write_timeout=3)
+    track(client)
+    seconds_until(lambda: client.stats().broker_connected is False, 3 + 1, "stats() to show the silent broker")
+    assert silent_broker in (client.stats().last_error or "")
+
+
+def test_cut_shows_at_once_and_the_first_ack_ends_it(
+    broker: BrokerUnderTest, make_client: Any, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The edge app's case: connected, then the network is cut while events keep coming."""
+    assert broker.proxy is not None
+    client = make_client(broker.bootstrap_servers, write_timeout=10)
+    track(client)
+    assert client.flush(timeout=30)
+    assert client.stats().broker_connected is True
+    with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+        broker.proxy.cut()
+        track(client, 5)
+        seconds_until(lambda: client.stats().broker_connected is False, 2.0, "stats() to show the cut")
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+        assert len(warnings) == 1, [r.getMessage() for r in caplog.records]  # logged as the outage starts
+        assert broker.bootstrap_servers in warnings[0].getMessage()
+        broker.proxy.restore()
+        # The first ack: a record of the backlog is in the topic; stats() says so within 1 s of it.
+        broker.read_topic(topic, expected=2, timeout=60)
+        seconds_until(lambda: client.stats().broker_connected is True, 1.0, "stats() to show the recovery")
+        assert client.stats().last_error is None  # cleared once the outage is over
+        assert client.flush(timeout=30)
+    ours = [r for r in caplog.records if r.name.startswith("sentinel_durable")]
+    warnings = [r for r in ours if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+    recoveries = [r for r in ours if r.levelno == logging.INFO and "reachable again" in r.getMessage()]
+    assert (len(warnings), len(recoveries)) == (1, 1), [r.getMessage() for r in ours]
+    assert warnings[0].created < recoveries[0].created
+
+
+def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it(
+    make_client: Any, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connected, then the broker stops answering on its open connections (SIGSTOP: the kernel
+    still accepts new ones), and answers again (SIGCONT)."""
+    with EmbeddedBroker(with_proxy=True) as broker:
+        assert broker.pid is not None
+        client = make_client(broker.bootstrap_servers, write_timeout=3)
+        track(client)
+        assert client.flush(timeout=30)
+        with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                track(client, 5)
+                seconds_until(lambda: client.stats().broker_connected is False, 3 + 1, "stats() to show the cut")
+                warnings = [
+                    r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()
+                ]
+                assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+                assert broker.bootstrap_servers in (client.stats().last_error or "")
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            broker.read_topic(topic, expected=2, timeout=60)
+            seconds_until(lambda: client.stats().broker_connected is True, 1.0, "stats() to show the recovery")
+            assert client.flush(timeout=30)
+
+
+def test_wait_on_a_refused_broker_is_a_delivery_timeout_caused_by_the_connection(make_client: Any) -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    client = make_client(address, write_timeout=10)
+    with pytest.raises(sentinel.DeliveryTimeoutError) as caught:
+        client.send(build(), wait=True, timeout=3)  # the first send: the outage is found during the wait
+    cause = caught.value.__cause__
+    assert isinstance(cause, sentinel.BrokerConnectionError), repr(cause)
+    assert cause.brokers == [address]
+    assert "refused" in str(cause).lower()
+    assert "no broker reachable" in str(caught.value)
+    with pytest.raises(sentinel.DeliveryTimeoutError) as again:  # and the same once it is known
+        client.send(build(), wait=True, timeout=0.5)
+    assert isinstance(again.value.__cause__, sentinel.BrokerConnectionError)
+
+
+def test_wait_on_a_silent_broker_is_a_delivery_timeout_caused_by_the_connection_once_known(
+    make_client: Any, silent_broker: str
+) -> None:
+    client = make_client(silent_broker, write_timeout=1)
+    with pytest.raises(sentinel.DeliveryTimeoutError) as caught:
+        client.send(build(), wait=True, timeout=3)
+    assert isinstance(caught.value.__cause__, sentinel.BrokerConnectionError), repr(caught.value.__cause__)
+
+
+# --- point 10: one WARNING, no flood from the Kafka libraries ---------------------------------------------
+
+OFFLINE_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys, threading
+    logging.basicConfig(level=logging.WARNING)
+    import sentinel_durable as sentinel
+
+    brokers, spool_dir, transport, seconds, library_logs, mode = sys.argv[1:7]
+    client = sentinel.Client(brokers=[brokers], topic="t", spool_dir=spool_dir, transport=transport,
+                             retry_backoff=0.05, max_retry_backoff=0.5, write_timeout=2,
+                             client_library_logs=library_logs == "on")
+    client.track(service="s", model="m", prompt="p", response="r", latency_ms=1)
+    if mode == "cut":
+        assert client.flush(timeout=30)
+        print("connected", flush=True)
+        sys.stdin.readline()  # the test has cut the network
+        client.track(service="s", model="m", prompt="p", response="r", latency_ms=1)
+    threading.Event().wait(float(seconds))
+    client.close(timeout=1)
+    """
+)
+
+
+def run_offline(brokers: str, spool_dir: Path, transport: str, seconds: float, library_logs: bool,
+                proxy: Any = None) -> list[str]:  # fmt: skip
+    """Run OFFLINE_SCRIPT; with ``proxy``, it connects first, then the proxy is cut. Its stderr lines."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", OFFLINE_SCRIPT, brokers, str(spool_dir), transport, str(seconds),
+         "on" if library_logs else "off", "offline" if proxy is None else "cut"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        if proxy is not None:
+            assert process.stdout is not None
+            assert process.stdin is not None
+            assert process.stdout.readline() == "connected\n"
+            proxy.cut()
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, stderr
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def library_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if ":kafka" in line or "librdkafka" in line]
+
+
+def test_offline_script_logs_one_warning_and_nothing_from_the_kafka_library(transport: str, tmp_path: Path) -> None:
+    lines = run_offline(f"127.0.0.1:{closed_port()}", tmp_path, transport, 3, library_logs=False)
+    assert len(lines) == 1, "\n".join(lines)
+    assert lines[0].startswith("WARNING:sentinel_durable"), lines
+    assert "unreachable" in lines[0]
+
+
+def test_cut_after_connecting_logs_one_warning_and_nothing_from_the_kafka_library(
+    broker: BrokerUnderTest, transport: str, tmp_path: Path
+) -> None:
+    lines = run_offline(broker.bootstrap_servers, tmp_path, transport, 3, library_logs=False, proxy=broker.proxy)
+    assert library_lines(lines) == [], "\n".join(lines)
+    ours = [line for line in lines if line.startswith("WARNING:sentinel_durable")]
+    assert len(ours) == 1, "\n".join(lines)
+    assert len(lines) == 1, "\n".join(lines)
+
+
+def test_client_library_logs_lets_the_library_lines_through(
+    broker: BrokerUnderTest, transport: str, tmp_path: Path
+) -> None:
+    lines = run_offline(broker.bootstrap_servers, tmp_path, transport, 3, library_logs=True, proxy=broker.proxy)
+    assert library_lines(lines), "\n".join(lines)
+
+
+def test_client_library_logs_has_an_environment_variable() -> None:
+    assert sentinel.Config.from_env({"SENTINEL_CLIENT_LIBRARY_LOGS": "true"}).client_library_logs is True
+    assert sentinel.Config().client_library_logs is False
+
+
+def test_the_applications_own_kafka_python_logs_are_untouched() -> None:
+    """Our filter keeps out the lines of our connections only: the application's own kafka-python
+    client (another thread, another client id) logs as it did."""
+    import sentinel_durable.kafka_transport  # noqa: F401  (installs the filters)
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep(logging.WARNING)
+    kafka_logger = logging.getLogger("kafka.net.manager")
+    kafka_logger.addHandler(handler)
+    try:
+        thread = threading.Thread(target=kafka_logger.warning, args=("the application's own line",), name="app")
+        thread.start()
+        thread.join()
+    finally:
+        kafka_logger.removeHandler(handler)
+    assert [r.getMessage() for r in seen] == ["the application's own line"]
+
+
+# --- point 11: timeouts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0, -0.001])
+def test_nan_or_negative_timeouts_are_a_value_error_naming_the_parameter(make_client: Any, bad: float) -> None:
+    client = make_client(f"127.0.0.1:{closed_port()}", transport="kafka-python")
+    calls = {
+        "flush": lambda: client.flush(timeout=bad),
+        "send": lambda: client.send(build(), wait=True, timeout=bad),
+        "close": lambda: client.close(timeout=bad),
+    }
+    for name, call in calls.items():
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="timeout") as caught:
+            call()
+        assert time.monotonic() - started < 1.0, name  # refused at once, never a wait
+        assert "NaN" in str(caught.value) or "negative" in str(caught.value), str(caught.value)
+    assert not client.closed  # a refused close() closes nothing
+    assert client.stats().spooled == 0  # and a refused send() spools nothing
+
+
+def test_none_timeout_means_no_limit(broker: BrokerUnderTest, make_client: Any) -> None:
+    client = make_client(broker.bootstrap_servers)
+    track(client, 3)
+    assert client.flush(timeout=None) is True
+    event = build()
+    assert client.send(event, wait=True, timeout=None) == event.event_id
+    client.close(timeout=None)
+    assert client.closed
+
+
+def test_async_client_timeouts_follow_the_same_rule(broker: BrokerUnderTest, spool_dir: Path, topic: str) -> None:
+    async def scenario() -> None:
+        async with sentinel.AsyncClient(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as aio:
+            for bad in (math.nan, -1.0):
+                with pytest.raises(ValueError, match="timeout"):
+                    await aio.flush(timeout=bad)
+                with pytest.raises(ValueError, match="timeout"):
+                    await aio.send(build(), wait=True, timeout=bad)
+                with pytest.raises(ValueError, match="timeout"):
+                    await aio.close(timeout=bad)
+            event = build()
+            assert await aio.send(event, wait=True, timeout=None) == event.event_id
+            assert await aio.flush(timeout=None) is True
+            await aio.close(timeout=None)
+            assert aio.closed
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_timeout_none_is_no_limit_and_nan_is_refused() -> None:
+    assert sentinel.Config(shutdown_timeout=None).shutdown_timeout is None
+    for bad in (math.nan, -1):
+        with pytest.raises(sentinel.ConfigError, match="shutdown_timeout"):
+            sentinel.Config(shutdown_timeout=bad)
+
+
+def test_close_with_the_broker_known_unreachable_returns_at_once_and_keeps_the_events(
+    make_client: Any, spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(f"127.0.0.1:{closed_port()}", write_timeout=10)
+    sent = track(client, 50)
+    wait_until(lambda: client.stats().broker_connected is False, 10, description="the outage")
+    with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+        started = time.monotonic()
+        client.close(timeout=10)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"close(timeout=10) took {elapsed:.2f}s with the broker known unreachable"
+    lines = [r.getMessage() for r in caplog.records if "for the next start" in r.getMessage()]
+    assert lines == [f"closed with Kafka unreachable ({client.config.brokers[0]}): 50 events stay in the spool"
+                     " for the next start"], lines  # fmt: skip
+    assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
