@@ -142,7 +142,7 @@ def test_a_file_written_before_topics_were_recorded_is_adopted_and_stamped(
     with caplog.at_level(logging.INFO, logger="sentinel_durable"), Spool(tmp_path, topic="new") as spool:
         assert spool.adopt_orphans() == 1
         assert spool.counts().pending == 3
-        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "sentinel_durable.spool"]
         assert len(warnings) == 1
         assert path.name in warnings[0].getMessage()
         assert "'new'" in warnings[0].getMessage()
