@@ -35,7 +35,7 @@ from .observe import Observation
 from .otel import resolve_span_ids
 from .spool import Spool, SpoolClosed, SpoolRecord
 from .stats import Stats
-from .transport import check_transport_config
+from .transport import check_transport_config, transport_class
 
 __all__ = ["Client"]
 
@@ -78,6 +78,7 @@ class Client:
         self._on_error = on_error
         self._dropped_by_hook = 0
         check_transport_config(self._config)
+        transport_class(self._config)  # imported here, never on the flusher thread (see there)
         self._rules = self._config.event_rules
         self._lock = threading.Lock()  # guards close() against itself
         self._closed = False
