@@ -1,19 +1,23 @@
 """``durability="async"``: what a kill -9 can lose is bounded, as docs/guarantees.md says.
 
-A process floods the client from several threads (as fast as they can: the load under which the
-writer thread used to fall behind), each ``track`` reported with the moment it returned; it is
-SIGKILLed after a random number of acknowledged events, and the spool it left is read. The bound
-held is the one that does not depend on how much CPU the machine gives the process: only events
-among the last ``MAX_LOST`` acknowledged may be missing. The age of the oldest missing event (the
-window in time) is measured and reported, not asserted: a process starved of CPU right after
-acknowledging an event cannot commit it, whatever the code does.
+A process floods the client from several threads (as fast as they can), each ``track`` reported
+with the moment it returned; it is SIGKILLed after a random number of acknowledged events, and
+the spool it left is read. Half the kills come while the spool file's write lock is held by
+another connection for half a second — a disk or a tool that stalls the writer, the moment the
+writer falls behind the senders. The bound held is the one that does not depend on how much
+CPU or disk the machine gives the process: only events among the last ``MAX_LOST`` acknowledged
+may be missing. The age of the oldest missing event (the window in time) is measured and
+reported, not asserted: a process stalled right after acknowledging an event cannot commit it,
+whatever the code does.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,13 +26,14 @@ from pathlib import Path
 
 from spool_helpers import drain_all
 
-from sentinel_durable.spool import Spool
+from sentinel_durable.spool import Spool, spool_files
 
 FLOOD = Path(__file__).parent / "programs" / "async_flood.py"
 #: The documented bound: the async buffer filling and the one being committed, 1,000 events each.
 MAX_LOST = 2 * Spool.ASYNC_BUFFER_LIMIT
-THREADS = int(os.environ.get("FLOOD_THREADS", "4"))
-KILLS = 5
+THREADS = 4
+KILLS = 6
+STALL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,28 +51,48 @@ class KillResult:
         )
 
 
-def kill_a_flooding_sender(spool_dir: Path, kill_after: int, batch_timeout: float = 0.0) -> KillResult:
-    """Flood, SIGKILL once ``kill_after`` events were acknowledged, and compare with what is on disk."""
+def _read(fd: int, chunks: list[bytes], *, lines: int = 0, until: float = 0.0) -> None:
+    """Append the sender's output to ``chunks`` until it holds ``lines`` lines and ``until`` (monotonic) passed."""
+    count = sum(chunk.count(b"\n") for chunk in chunks)
+    while count < lines or (left := until - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left if count >= lines else 30.0)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        assert chunk, "the sender ended by itself"
+        chunks.append(chunk)
+        count += chunk.count(b"\n")
+
+
+def kill_a_flooding_sender(
+    spool_dir: Path, kill_after: int, *, stall_s: float = 0.0, batch_timeout: float = 0.0
+) -> KillResult:
+    """Flood; once ``kill_after`` events were acknowledged, stall the spool's writer for ``stall_s``
+    (another connection holds the file's write lock), SIGKILL, and compare with what is on disk."""
     process = subprocess.Popen(
-        [sys.executable, str(FLOOD), str(spool_dir), "127.0.0.1:9", str(THREADS), str(batch_timeout),
-         os.environ.get("FLOOD_SWITCH", "0.005")],
+        [sys.executable, str(FLOOD), str(spool_dir), "127.0.0.1:9", str(THREADS), str(batch_timeout)],
         stdout=subprocess.PIPE,
     )  # fmt: skip
+    staller: sqlite3.Connection | None = None
     try:
         assert process.stdout is not None
         assert process.stdout.readline() == b"ready\n"
-        chunks, lines = [], 0
-        while lines < kill_after:
-            chunk = os.read(process.stdout.fileno(), 1 << 16)
-            assert chunk, f"the sender ended by itself ({process.wait(timeout=30)})"
-            chunks.append(chunk)
-            lines += chunk.count(b"\n")
+        fd, chunks = process.stdout.fileno(), []
+        _read(fd, chunks, lines=kill_after)
+        if stall_s:
+            (path,) = spool_files(spool_dir)
+            staller = sqlite3.connect(path, timeout=10, isolation_level=None)
+            staller.execute("BEGIN IMMEDIATE")  # the writer's next commit waits for this
+            _read(fd, chunks, until=time.monotonic() + stall_s)  # keep reading: a full pipe would block the senders
         killed_at = time.time()
         process.send_signal(signal.SIGKILL)
         chunks.append(process.stdout.read())  # the lines written before the kill
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL, f"the sender stopped by itself ({process.returncode})"
     finally:
+        if staller is not None:
+            staller.execute("ROLLBACK")
+            staller.close()
         if process.poll() is None:
             process.kill()
             process.wait(timeout=30)
@@ -91,17 +116,25 @@ def kill_a_flooding_sender(spool_dir: Path, kill_after: int, batch_timeout: floa
 def test_kill_9_of_a_flooded_async_client_loses_only_its_last_2000_events(tmp_path: Path) -> None:
     seed = random.SystemRandom().randrange(1 << 32)
     rng = random.Random(seed)
-    results = [kill_a_flooding_sender(tmp_path / f"kill-{n}", kill_after=rng.randint(8_000, 25_000))
-               for n in range(KILLS)]  # fmt: skip
+    results = [
+        kill_a_flooding_sender(
+            tmp_path / f"kill-{n}", kill_after=rng.randint(5_000, 20_000), stall_s=STALL_S if n % 2 else 0.0
+        )
+        for n in range(KILLS)
+    ]
     report = f"seed={seed}: " + "; ".join(result.summary() for result in results)
     assert all(result.lost <= MAX_LOST and result.lost_outside_bound == 0 for result in results), report
 
 
-if __name__ == "__main__":  # a measurement: python tests/test_async_loss_window.py [KILLS] [BATCH_TIMEOUT_S]
+if __name__ == "__main__":  # a measurement: python tests/test_async_loss_window.py [KILLS] [STALL_S] [BATCH_TIMEOUT_S]
     import tempfile
 
     kills = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    batch_timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    stall_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    batch_timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     with tempfile.TemporaryDirectory() as scratch:
         for n in range(kills):
-            print(kill_a_flooding_sender(Path(scratch) / f"kill-{n}", 8_000 + 2_000 * n, batch_timeout).summary())
+            result = kill_a_flooding_sender(
+                Path(scratch) / f"kill-{n}", 8_000 + 2_000 * n, stall_s=stall_s, batch_timeout=batch_timeout
+            )
+            print(f"stall_s={stall_s} batch_timeout={batch_timeout}: {result.summary()}", flush=True)

@@ -45,8 +45,6 @@ def flood(client: sentinel.Client, name: str) -> None:
 
 def main() -> None:
     spool_dir, broker, threads, batch_timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    if len(sys.argv) > 5:
-        sys.setswitchinterval(float(sys.argv[5]))
     # No broker answers: every event stays in the spool, where the test counts it after the kill.
     client = sentinel.Client(
         brokers=[broker], topic="flood", spool_dir=spool_dir, durability="async", batch_timeout=batch_timeout
