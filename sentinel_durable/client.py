@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -34,7 +36,7 @@ from .observe import Observation
 from .otel import resolve_span_ids
 from .spool import Spool, SpoolClosed, SpoolRecord
 from .stats import Stats
-from .transport import check_transport_config
+from .transport import check_transport_config, transport_class
 
 __all__ = ["Client"]
 
@@ -95,6 +97,7 @@ class Client:
         check_transport_config(self._config)
         if not _warned:
             warn_about_compression(self._config)
+        transport_class(self._config)  # imported here, never on the flusher thread (see there)
         self._rules = self._config.event_rules
         self._lock = threading.Lock()  # guards close() against itself
         self._closed = False
@@ -126,6 +129,7 @@ class Client:
     def _start_flusher(self) -> None:
         self._flusher = Flusher(self._config, self._spool, on_delivery=self._on_delivery, on_error=self._on_error)
         self._flusher.start()
+        _close_at_worker_exit()
         self._pid = os.getpid()  # last: other threads of a forked child wait until the flusher is new
 
     # -- sending ---------------------------------------------------------------------------------
@@ -478,6 +482,8 @@ def cipher_for(config: Config) -> SpoolCipher | None:
 
 def _close_all_at_exit() -> None:
     for client in list(_LIVE_CLIENTS):
+        if client._pid != os.getpid():
+            continue  # inherited across fork and never used here: this process has nothing of it to close
         try:
             client.close(timeout=client.config.shutdown_timeout)
         except Exception:
@@ -485,3 +491,40 @@ def _close_all_at_exit() -> None:
 
 
 atexit.register(_close_all_at_exit)
+
+
+# --- process pools ---------------------------------------------------------------------------------
+# A multiprocessing child started by fork or forkserver (every Pool worker of those) ends with
+# os._exit(): atexit hooks never run there, so a worker's client would be left unclosed, its
+# flusher killed mid-batch, and the records it had produced but not yet deleted delivered a
+# second time by whoever adopts its file. multiprocessing runs its own finalizers before that
+# os._exit, so the exit hook is registered there too, in every such child that has a client.
+
+#: The process in which the worker exit hook is registered (multiprocessing's registry of
+#: finalizers is cleared in every child it starts, so one registration per process).
+_worker_hook_pid: int | None = None
+
+
+def _close_at_worker_exit() -> None:
+    """In a multiprocessing child, close this process's clients when the child ends."""
+    global _worker_hook_pid
+    if _worker_hook_pid == os.getpid() or multiprocessing.parent_process() is None:
+        return
+    _worker_hook_pid = os.getpid()
+    multiprocessing.util.Finalize(None, _close_all_at_exit, exitpriority=10)
+
+
+def _close_at_child_start(_: object) -> None:
+    # multiprocessing calls this in each child it starts, once it has cleared the registry of
+    # finalizers the parent left: registering here covers clients inherited or made before then.
+    global _worker_hook_pid
+    _worker_hook_pid = None
+    _close_at_worker_exit()
+
+
+class _AfterForkToken:
+    """Something multiprocessing can hold weakly: its registry of after-fork hooks is weak."""
+
+
+_AFTER_FORK_TOKEN = _AfterForkToken()
+multiprocessing.util.register_after_fork(_AFTER_FORK_TOKEN, _close_at_child_start)

@@ -953,7 +953,8 @@ class Spool:
     records nothing and adopts every file.
     """
 
-    #: In async mode, the buffer is committed once it holds this many events.
+    #: In async mode, the buffer is committed once it holds this many events, and senders wait
+    #: while it is that full: what a crash can lose is this buffer plus the one being committed.
     ASYNC_BUFFER_LIMIT = 1000
     #: In async mode with batch_timeout=0, the buffer is committed at least this often.
     ASYNC_DEFAULT_INTERVAL = 0.05
@@ -1003,6 +1004,7 @@ class Spool:
         self._commits_since_measure = 0
         self.commits = 0  # transactions that wrote events (fewer than puts under group commit)
         self._buffer: list[SpoolRecord] = []
+        self._buffered_since = 0.0  # time.monotonic() when the oldest buffered event came in
         self._buffer_write = threading.Lock()  # held from taking the buffer until it is on disk
         self._gate = threading.Condition()  # close() waits here for writers in put_many
         self._writers = 0
@@ -1186,10 +1188,7 @@ class Spool:
             if not self._make_room(records):
                 return False  # drop_newest: dropped and counted
             if self.durability == "async":
-                with self._commit:
-                    self._buffer.extend(records)
-                    if len(self._buffer) >= self.ASYNC_BUFFER_LIMIT:
-                        self._commit.notify_all()
+                self._buffer_records(records)
             else:
                 self._group_commit(records)
             return True
@@ -1198,6 +1197,34 @@ class Spool:
                 self._writers -= 1
                 if self._closed:  # only close() ever waits here
                     self._gate.notify_all()
+
+    def _buffer_records(self, records: Sequence[SpoolRecord]) -> None:
+        """Async mode: add to the in-memory buffer, first waiting while the writer is behind.
+
+        The wait is what bounds a crash's loss: a sender never gets ahead of the writer by a
+        full buffer (ASYNC_BUFFER_LIMIT events) or by a buffer older than batch_timeout. Without
+        it, senders that hold the GIL starve the writer and the buffer grows without bound.
+        """
+        with self._commit:
+            deadline: float | None = None
+            while self._buffer and (
+                len(self._buffer) >= self.ASYNC_BUFFER_LIMIT
+                or time.monotonic() - self._buffered_since >= self.async_interval
+            ):
+                now = time.monotonic()
+                deadline = now + self.write_timeout if deadline is None else deadline
+                if now >= deadline:
+                    raise SentinelError(
+                        f"spool write timed out after {self.write_timeout:g}s waiting for the async writer"
+                        f" ({len(self._buffer)} events buffered)"
+                    )
+                self._commit.notify_all()  # the writer may be in its timed wait
+                self._commit.wait(deadline - now)
+            if not self._buffer:
+                self._buffered_since = time.monotonic()
+            self._buffer.extend(records)
+            if len(self._buffer) >= self.ASYNC_BUFFER_LIMIT:
+                self._commit.notify_all()
 
     def _group_commit(self, records: Sequence[SpoolRecord]) -> None:
         # Leader/follower group commit: the first caller to find no leader writes every
@@ -1269,6 +1296,7 @@ class Spool:
         with self._buffer_write:
             with self._commit:
                 records, self._buffer = self._buffer, []
+                self._commit.notify_all()  # senders held back by a full or old buffer
             if not records:
                 return
             try:
@@ -1276,6 +1304,7 @@ class Spool:
             except sqlite3.Error as exc:
                 with self._commit:  # keep them for the next attempt rather than lose them
                     self._buffer[:0] = records
+                    self._buffered_since = time.monotonic() - self.async_interval  # overdue: senders wait
                 raise self._write_error(exc) from exc
         self._count_written([_Ticket(records)])
 
@@ -1291,8 +1320,13 @@ class Spool:
     def _run_writer(self) -> None:
         while not self._writer_stop.is_set():
             with self._commit:
-                if len(self._buffer) < self.ASYNC_BUFFER_LIMIT:
-                    self._commit.wait(self.async_interval)
+                # Commit once the buffer is full or its oldest event is batch_timeout old;
+                # senders that find it so notify us (see _buffer_records).
+                while not self._writer_stop.is_set() and len(self._buffer) < self.ASYNC_BUFFER_LIMIT:
+                    due = self._buffered_since + self.async_interval - time.monotonic()
+                    if self._buffer and due <= 0:
+                        break
+                    self._commit.wait(due if self._buffer else self.async_interval)
             try:
                 self.commit_buffered()
             except Exception:

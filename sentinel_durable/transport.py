@@ -244,13 +244,22 @@ def check_transport_config(config: Config) -> None:
         raise ConfigError("compression", f"needs the {module!r} module: pip install '{extra}'", config.compression)
 
 
-def create_transport(config: Config, link: Link | None = None) -> Transport:
-    """Build the configured transport (on the flusher thread: this may touch the network)."""
-    check_transport_config(config)
+def transport_class(config: Config) -> Callable[[Config, Link | None], Transport]:
+    """The configured transport's class, its module imported.
+
+    The client calls this on the thread that makes it: imported later, on the flusher thread, a
+    fork() taken while that import runs leaves the child a half-imported module it can never use.
+    """
     if config.transport == "confluent":
         from .confluent_transport import ConfluentTransport
 
-        return ConfluentTransport(config, link)
+        return ConfluentTransport
     from .kafka_transport import KafkaPythonTransport
 
-    return KafkaPythonTransport(config, link)
+    return KafkaPythonTransport
+
+
+def create_transport(config: Config, link: Link | None = None) -> Transport:
+    """Build the configured transport (on the flusher thread: this may touch the network)."""
+    check_transport_config(config)
+    return transport_class(config)(config, link)

@@ -1,0 +1,95 @@
+"""A client used from multiprocessing pool workers, as an application would: exactly once, fork or spawn.
+
+Pool workers started by fork end with ``os._exit()``, so atexit hooks never run in them; the
+client closes itself there through multiprocessing's own exit finalizers instead.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sentinel_durable as sentinel
+from sentinel_durable.testing import EmbeddedBroker
+
+#: The application's module-global client: inherited by fork workers, made by the initializer otherwise.
+_client: sentinel.Client | None = None
+
+ROUNDS = 3
+WORKERS = 4
+PARENT_EVENTS = 100
+EVENTS_PER_TASK = 475  # 100 + 4 x 475 = 2,000 events per round, as in the issue
+
+
+def _make_client(options: dict[str, Any]) -> None:
+    """The pool's initializer: each worker makes its own client."""
+    global _client
+    _client = sentinel.Client(**options)
+
+
+def _track_events(count: int) -> list[str]:
+    """A pool task: track ``count`` events through the worker's (inherited or own) client."""
+    assert _client is not None
+    return [
+        _client.track(service="worker", model="m", prompt=f"p{n}", response="r", latency_ms=1.0) for n in range(count)
+    ]
+
+
+def _run_pool(start_method: str, options: dict[str, Any], with_initializer: bool) -> list[str]:
+    context = multiprocessing.get_context(start_method)
+    initializer = (_make_client, (options,)) if with_initializer else (None, ())
+    pool = context.Pool(WORKERS, initializer=initializer[0], initargs=initializer[1])
+    try:
+        sent = [event_id for ids in pool.map(_track_events, [EVENTS_PER_TASK] * WORKERS) for event_id in ids]
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()  # only does something if map or join raised
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("start_method", "durability", "with_initializer"),
+    [
+        ("fork", "process", False),  # the workers use the client the parent made and used
+        ("fork", "async", False),
+        ("fork", "process", True),  # each worker makes its own client
+        ("spawn", "process", True),
+    ],
+)
+def test_pool_workers_deliver_every_event_exactly_once(
+    tmp_path: Path, topic: str, start_method: str, durability: str, with_initializer: bool
+) -> None:
+    global _client
+    with EmbeddedBroker() as broker:
+        for round_number in range(ROUNDS):  # a worker ending mid-batch is a race: give it several chances
+            round_topic = f"{topic}-{round_number}"
+            options: dict[str, Any] = {
+                "brokers": [broker.bootstrap_servers],
+                "topic": round_topic,
+                "spool_dir": str(tmp_path / f"spool-{round_number}"),
+                "durability": durability,
+            }
+            parent = _client = sentinel.Client(**options)
+            try:
+                sent = [
+                    parent.track(service="parent", model="m", prompt=f"p{n}", response="r", latency_ms=1.0)
+                    for n in range(PARENT_EVENTS)
+                ]
+                sent += _run_pool(start_method, options, with_initializer)
+                assert parent.flush(timeout=60)  # adopts what the workers left on disk, if anything
+            finally:
+                parent.close(timeout=5)
+                _client = None
+            delivered = Counter(
+                json.loads(record.value)["event_id"]
+                for record in broker.read_topic(round_topic, timeout=60)  # to the end: all of it was acked
+            )
+            duplicated = sum(count - 1 for count in delivered.values())
+            missing = len(set(sent) - set(delivered))
+            assert (round_number, duplicated, missing, len(delivered)) == (round_number, 0, 0, len(sent))
