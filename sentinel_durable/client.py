@@ -308,13 +308,12 @@ class Client:
         if self._closed:
             return self._final_stats or self._collect_stats()
         self._check_usable()
-        # From the first call, the backlog left by dead processes counts: their files (for our
-        # topic) are adopted by the flusher's first pass, which this waits for if it is running.
-        self._spool.adopt_orphans_once()
+        # From the first call, the backlog left by dead processes (files for our topic) counts:
+        # the spool reads the files it has not adopted yet, read-only and without waiting.
         return self._collect_stats()
 
     def _collect_stats(self) -> Stats:
-        counts = self._spool.counts()
+        counts = self._spool.counts(orphans=True)
         counters = self._flusher.counters
         recent = counters.batch_sizes
         # Claimed records are in flight only once a broker connection is known to be live;

@@ -130,7 +130,8 @@ class Claim:
 
 @dataclass
 class SpoolCounts:
-    """What the spool holds now, summed over the files this process owns."""
+    """What the spool holds now, summed over the files this process owns (and the orphans it will
+    adopt, with ``Spool.counts(orphans=True)``)."""
 
     pending: int = 0
     in_flight: int = 0
@@ -785,10 +786,10 @@ class DeadLetter:
 
 
 @contextlib.contextmanager
-def _reader(path: Path) -> Iterator[sqlite3.Connection]:
+def _reader(path: Path, busy_timeout: float = 5.0) -> Iterator[sqlite3.Connection]:
     """A connection that only reads (WAL lets it read beside a live owner's writes)."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
     except sqlite3.Error as exc:
         raise SpoolFileCorrupt(f"{path.name}: cannot open: {exc}") from exc
     try:
@@ -844,6 +845,40 @@ def inspect_file(path: Path) -> FileReport:
         owner_alive=owner_alive(path),
         owner_pid=owner_pid(path),
         topic=topic,
+    )
+
+
+class _Backlog(NamedTuple):
+    """What an orphan holds, read without owning it."""
+
+    topic: str | None
+    pending: int  # pending and in flight: pending once adopted
+    dead_letters: int
+    oldest_spooled_at: float | None
+    disk_bytes: int
+
+
+def _read_backlog(path: Path) -> _Backlog | None:
+    """An orphan's counts, read-only and without waiting; None when they cannot be read now."""
+    try:
+        size = sum(os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm")
+                   if os.path.exists(f"{path}{suffix}"))  # fmt: skip
+        with _reader(path, busy_timeout=0.0) as connection:
+            if connection.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
+                return None  # left alone by adoption
+            if not _has_schema(connection):
+                return None
+            counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
+            first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
+            topic = _recorded_topic(connection)
+    except (SpoolFileCorrupt, sqlite3.Error, OSError):
+        return None
+    return _Backlog(
+        topic=topic,
+        pending=sum(counts.get(s, 0) for s in (AckStatus.INITED, AckStatus.READY, AckStatus.UNACK)),
+        dead_letters=counts.get(AckStatus.ACK_FAILED, 0),
+        oldest_spooled_at=None if first is None else float(first[1]),
+        disk_bytes=size,
     )
 
 
@@ -1010,7 +1045,12 @@ class Spool:
         self._writers = 0
         self._warned_too_new: set[Path] = set()
         self._not_ours: dict[Path, str] = {}  # files recording another topic (a recorded topic never changes)
-        self._adopted_once = False  # the first adoption pass is done (stats count what it finds)
+        self._adopted_once = False  # the first adoption pass is done
+        # Orphans that counts() reads without owning them: those an adoption pass is taking over
+        # (from before it locks one until, under _files_lock, it is in _adopted or let go) and
+        # those the last pass could not open (a tool holds them locked). Both are our backlog.
+        self._adopting: set[Path] = set()
+        self._unavailable: set[Path] = set()
         self._writer: threading.Thread | None = None
         self._writer_stop = threading.Event()
         self._prepare_directory()
@@ -1070,16 +1110,6 @@ class Spool:
             self._adopted_once = True
             return adopted
 
-    def adopt_orphans_once(self) -> None:
-        """Make sure the first adoption pass is done (the flusher starts with one; this waits for it)."""
-        if self._adopted_once:
-            return
-        self._ensure_owner()
-        with self._adopt_lock:
-            if not self._adopted_once:
-                self._adopt_orphans()
-                self._adopted_once = True
-
     def _adopts(self, recorded: str | None) -> bool:
         """Whether this spool takes over a file recording ``recorded`` as its topic."""
         if self.topic is None:
@@ -1095,66 +1125,85 @@ class Spool:
         paths = spool_files(self.directory)
         for gone in set(self._not_ours).difference(paths):
             del self._not_ours[gone]
+        with self._files_lock:
+            self._unavailable.intersection_update(paths)
         for path in paths:
             if path in held or path in self._not_ours:
                 continue
-            if self.topic is not None:
-                # Read before locking: a file for another topic is never locked or changed by us.
-                try:
-                    recorded = recorded_topic(path)
-                except (SpoolFileCorrupt, OSError):
-                    recorded = None  # opened below, under the lock, and quarantined if it is corrupt
-                if recorded is not None and not self._adopts(recorded):
-                    self._not_ours[path] = recorded
-                    continue
-            lock_fd = _try_lock(lock_path_for(path))
-            if lock_fd is None:
-                continue  # a live owner has it
-            if not path.exists():  # removed since we listed it: drop the lock file we just made
-                with contextlib.suppress(FileNotFoundError):
-                    lock_path_for(path).unlink()
-                _unlock(lock_fd)
-                continue
-            try:
-                spool_file = _SpoolFile(
-                    path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher,
-                    topic=self.adopt_topic,
-                )  # fmt: skip
-                if not self._adopts(spool_file.topic):  # recorded by someone else since we looked
-                    self._not_ours[path] = spool_file.topic or ""
-                    spool_file.close()
-                    continue
-                if spool_file.topic is None and self.topic is not None:
-                    logger.warning(
-                        "spool file %s records no topic (written by an older sentinel-durable); adopting it for"
-                        " topic %r and recording that topic in it", path.name, self.topic,
-                    )  # fmt: skip
-                    spool_file.record_topic(self.topic)
-                spool_file.adopt()
-            except SpoolFileTooNew as exc:
-                if path not in self._warned_too_new:
-                    self._warned_too_new.add(path)
-                    logger.warning("leaving spool file %s alone: %s", path.name, exc)
-                _unlock(lock_fd)
-                continue
-            except SpoolFileUnavailable as exc:  # locked by a tool, I/O error, disk full: try again later
-                logger.info("cannot open spool file %s now (%s); will try again", path.name, exc)
-                _unlock(lock_fd)
-                continue
-            except (SpoolFileCorrupt, sqlite3.DatabaseError) as exc:
-                self._quarantine(path, str(exc))
-                with contextlib.suppress(FileNotFoundError):
-                    lock_path_for(path).unlink()
-                _unlock(lock_fd)
-                continue
-            if spool_file.tally() == (0, 0, 0) and spool_file.close(remove_if_empty=True):
-                continue  # nothing left in it
-            logger.info("adopted spool file %s with %d pending events", path.name, spool_file.pending)
             with self._files_lock:
-                self._adopted.append(spool_file)
-            adopted += 1
+                self._adopting.add(path)  # before the lock: counts() never misses it in between
+            spool_file = None
+            try:
+                spool_file = self._adopt_file(path)
+            finally:
+                with self._files_lock:  # in one step, so counts() finds the file in exactly one place
+                    self._adopting.discard(path)
+                    if spool_file is not None:
+                        self._adopted.append(spool_file)
+            if spool_file is not None:
+                logger.info("adopted spool file %s with %d pending events", path.name, spool_file.pending)
+                adopted += 1
         self._measure_used()
         return adopted
+
+    def _adopt_file(self, path: Path) -> _SpoolFile | None:
+        """Lock, open and adopt one file of the directory; None if it is not ours, owned, empty or unusable."""
+        with self._files_lock:
+            self._unavailable.discard(path)
+        if self.topic is not None:
+            # Read before locking: a file for another topic is never locked or changed by us.
+            try:
+                recorded = recorded_topic(path)
+            except (SpoolFileCorrupt, OSError):
+                recorded = None  # opened below, under the lock, and quarantined if it is corrupt
+            if recorded is not None and not self._adopts(recorded):
+                self._not_ours[path] = recorded
+                return None
+        lock_fd = _try_lock(lock_path_for(path))
+        if lock_fd is None:
+            return None  # a live owner has it
+        if not path.exists():  # removed since we listed it: drop the lock file we just made
+            with contextlib.suppress(FileNotFoundError):
+                lock_path_for(path).unlink()
+            _unlock(lock_fd)
+            return None
+        try:
+            spool_file = _SpoolFile(
+                path, lock_fd, durability=self.durability, busy_timeout=self.write_timeout, cipher=self.cipher,
+                topic=self.adopt_topic,
+            )  # fmt: skip
+            if not self._adopts(spool_file.topic):  # recorded by someone else since we looked
+                self._not_ours[path] = spool_file.topic or ""
+                spool_file.close()
+                return None
+            if spool_file.topic is None and self.topic is not None:
+                logger.warning(
+                    "spool file %s records no topic (written by an older sentinel-durable); adopting it for"
+                    " topic %r and recording that topic in it", path.name, self.topic,
+                )  # fmt: skip
+                spool_file.record_topic(self.topic)
+            spool_file.adopt()
+        except SpoolFileTooNew as exc:
+            if path not in self._warned_too_new:
+                self._warned_too_new.add(path)
+                logger.warning("leaving spool file %s alone: %s", path.name, exc)
+            _unlock(lock_fd)
+            return None
+        except SpoolFileUnavailable as exc:  # locked by a tool, I/O error, disk full: try again later
+            logger.info("cannot open spool file %s now (%s); will try again", path.name, exc)
+            with self._files_lock:
+                self._unavailable.add(path)  # still our backlog: counts() reads it
+            _unlock(lock_fd)
+            return None
+        except (SpoolFileCorrupt, sqlite3.DatabaseError) as exc:
+            self._quarantine(path, str(exc))
+            with contextlib.suppress(FileNotFoundError):
+                lock_path_for(path).unlink()
+            _unlock(lock_fd)
+            return None
+        if spool_file.tally() == (0, 0, 0) and spool_file.close(remove_if_empty=True):
+            return None  # nothing left in it
+        return spool_file
 
     def _quarantine(self, path: Path, reason: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -1517,23 +1566,51 @@ class Spool:
 
     # -- inspection ------------------------------------------------------------------------------
 
-    def counts(self) -> SpoolCounts:
+    def counts(self, *, orphans: bool = False) -> SpoolCounts:
+        """What the files of this spool hold; with ``orphans``, also the files of our topic that
+        an adoption pass takes over and has not yet (read, never waited for: see ``_orphans_to_adopt``)."""
         self._ensure_owner()
-        files = self._files()
+        with self._files_lock:  # with the sets, so each file is counted in one place only
+            files = [*self._adopted, self._active]
+            adopting, unavailable = set(self._adopting), set(self._unavailable)
+        orphans_found = self._orphans_to_adopt({f.path for f in files}, adopting, unavailable) if orphans else []
         oldest = [t for t in (f.oldest_spooled_at() for f in files) if t is not None]
+        oldest += [o.oldest_spooled_at for o in orphans_found if o.oldest_spooled_at is not None]
         tallies = [f.tally() for f in files]
         return SpoolCounts(
-            pending=sum(t[0] for t in tallies) + len(self._buffer),
+            pending=sum(t[0] for t in tallies) + len(self._buffer) + sum(o.pending for o in orphans_found),
             in_flight=sum(t[1] for t in tallies),
-            dead_letters=sum(t[2] for t in tallies),
-            disk_bytes=sum(f.disk_bytes() for f in files),
+            dead_letters=sum(t[2] for t in tallies) + sum(o.dead_letters for o in orphans_found),
+            disk_bytes=sum(f.disk_bytes() for f in files) + sum(o.disk_bytes for o in orphans_found),
             used_bytes=self._used_estimate,
             oldest_pending_age_s=max(0.0, time.time() - min(oldest)) if oldest else None,
-            files=len(files),
+            files=len(files) + len(orphans_found),
             commits=self.commits,
             dropped=dict(self.dropped),
             quarantined=list(self.quarantined),
         )
+
+    def _orphans_to_adopt(self, owned: set[Path], adopting: set[Path], unavailable: set[Path]) -> list[_Backlog]:
+        """The files of our topic not (yet) ours that an adoption pass takes over, read read-only.
+
+        Until the first pass is done, every orphan of the directory; then those a pass is taking
+        over or could not open. Never waits: a read of a WAL file is not blocked by a writer,
+        and a file that cannot be read at once (or is not ours, or too new) is left out.
+        """
+        candidates = spool_files(self.directory) if not self._adopted_once else sorted(adopting | unavailable)
+        backlog = []
+        for path in candidates:
+            if path in owned or path in self._not_ours:
+                continue
+            if path not in adopting and path not in unavailable and owner_alive(path):
+                with self._files_lock:  # locked by a pass that began after our snapshot: still ours
+                    ours = path in self._adopting or any(f.path == path for f in self._adopted)
+                if not ours:
+                    continue  # a live process owns it
+            found = _read_backlog(path)
+            if found is not None and self._adopts(found.topic):
+                backlog.append(found)
+        return backlog
 
     @property
     def active_path(self) -> Path:
