@@ -390,7 +390,9 @@ class _SpoolFile:
 
     # -- the queue --------------------------------------------------------------------------
 
-    def insert(self, records: Sequence[SpoolRecord]) -> None:
+    def insert(self, records: Sequence[SpoolRecord], *, fsync: bool = False) -> None:
+        """Append ``records`` as pending; fsynced in power mode, or whenever ``fsync`` is set."""
+        fsync = fsync or self._fsync_inserts
         now = time.time()
         seal = self._cipher.seal if self._cipher is not None else None
         rows = [
@@ -400,7 +402,7 @@ class _SpoolFile:
         with self.lock:
             if self.closed:
                 raise SpoolClosed(f"{self.path.name} is closed")
-            if self._fsync_inserts:
+            if fsync:
                 self._connection.execute("PRAGMA synchronous = FULL")
             try:
                 if len(rows) == 1:  # one statement is its own transaction: no BEGIN/COMMIT round trips
@@ -412,7 +414,7 @@ class _SpoolFile:
                         first = (cursor.execute(self.SQL_MAX_ID).fetchone()[0] or 0) + 1
                         cursor.executemany(self.SQL_INSERT, rows)
             finally:
-                if self._fsync_inserts:
+                if fsync:
                     self._connection.execute("PRAGMA synchronous = NORMAL")
             self.pending += len(rows)
             self.cursor = min(self.cursor, first)
@@ -537,13 +539,14 @@ class _SpoolFile:
 
     def move_dead_letters(self, target: _SpoolFile) -> int:
         """Requeue the dead letters into ``target`` (a file for another topic): pending there, gone
-        from here. Written there first: a crash in between duplicates them (same event ids), never
-        loses them. Bodies are copied as they are (sealed ones stay sealed)."""
+        from here. Written there first, and fsynced whatever the durability mode (a power cut must
+        not keep the delete and lose the insert): a crash in between duplicates them (same event
+        ids), never loses them. Bodies are copied as they are (sealed ones stay sealed)."""
         with self.lock:
             rows = self._connection.execute(self.SQL_DEAD_LETTER_RECORDS).fetchall()
         if not rows:
             return 0
-        target.insert([SpoolRecord(bytes(data), *rest) for _, data, *rest in rows])
+        target.insert([SpoolRecord(bytes(data), *rest) for _, data, *rest in rows], fsync=True)
         removed = self._settle(self.SQL_DELETE_DEAD, [(row[0],) for row in rows])
         with self.lock:
             self.dead_letters -= removed
@@ -936,7 +939,10 @@ def owned_file(path: Path) -> Iterator[_SpoolFile]:
 @contextlib.contextmanager
 def new_file(directory: Path, topic: str) -> Iterator[_SpoolFile]:
     """A new spool file in ``directory`` recording ``topic``, owned while in the block; left for
-    a client of that topic to adopt (removed if still empty)."""
+    a client of that topic to adopt (removed if still empty).
+
+    In power mode whatever the spool's: its events were moved from another file (they are rare
+    and few), so its name, schema and inserts are on disk before the other file forgets them."""
     for _ in range(5):
         path = directory / _new_file_name()
         lock_fd = _try_lock(lock_path_for(path))
@@ -945,7 +951,7 @@ def new_file(directory: Path, topic: str) -> Iterator[_SpoolFile]:
     else:
         raise SpoolFileBusy(f"cannot lock a new spool file in {directory}")
     try:
-        spool_file = _SpoolFile(path, lock_fd, durability="process", busy_timeout=5.0, topic=topic)
+        spool_file = _SpoolFile(path, lock_fd, durability="power", busy_timeout=5.0, topic=topic)
     except BaseException:
         _unlock(lock_fd)
         raise

@@ -3,6 +3,7 @@ power mode fsyncs the directories it creates; the backlog is visible from the fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import shutil
 import sqlite3
 import stat
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from spool_helpers import records
 from test_client import free_port
 
 import sentinel_durable as sentinel
+from sentinel_durable import cli
 from sentinel_durable.cli import main
 from sentinel_durable.spool import Spool, spool_files
 from sentinel_durable.testing import wait_until
@@ -198,6 +201,54 @@ def test_dlq_requeue_with_topic_moves_the_dead_letters_to_that_topic(
         claimed = retry.claim(10)
         assert claimed is not None
         assert [r.event_id for r in claimed.records] == [r.event_id for r in batch[:2]]
+
+
+def trace_moves(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Note each SQL statement the command line runs on the file it moves from and the one it moves to."""
+    statements: list[tuple[str, str]] = []
+
+    def traced(opener: Callable[..., Any], role: str) -> Callable[..., Any]:
+        @contextlib.contextmanager
+        def open_traced(*args: Any) -> Iterator[Any]:
+            with opener(*args) as spool_file:
+                spool_file._connection.set_trace_callback(lambda sql: statements.append((role, sql)))
+                yield spool_file
+
+        return open_traced
+
+    monkeypatch.setattr(cli, "owned_file", traced(cli.owned_file, "source"))
+    monkeypatch.setattr(cli, "new_file", traced(cli.new_file, "target"))
+    return statements
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fds through /proc")
+def test_dlq_requeue_with_topic_fsyncs_the_moved_events_before_deleting_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spool = Spool(tmp_path, topic="orders", durability="process")
+    spool.put_many(records(5))
+    claim = spool.claim(3)
+    assert claim is not None
+    spool.dead_letter(claim, claim.records, "bad")
+    spool._active.close()
+    spool._closed = True
+    statements = trace_moves(monkeypatch)
+    synced = record_directory_fsyncs(monkeypatch)
+    code, _, err = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path), "--topic", "orders-retry")
+    assert code == 0, err
+    target = [sql for role, sql in statements if role == "target"]
+    deleted_at = next(i for i, (role, sql) in enumerate(statements) if role == "source" and sql.startswith("DELETE"))
+    inserted_at = [i for i, (role, sql) in enumerate(statements) if role == "target" and sql.startswith("INSERT")]
+    assert len(inserted_at) == 3
+    assert max(inserted_at) < deleted_at  # written there before deleted here
+    first_insert = target.index(statements[inserted_at[0]][1])
+    levels = [sql for sql in target[:first_insert] if "synchronous" in sql]
+    assert levels[-1:] == ["PRAGMA synchronous = FULL"]  # the insert's commit is fsynced
+    after = target[first_insert:]
+    assert after.index("COMMIT") < after.index("PRAGMA synchronous = NORMAL")
+    # and the new file's name is on disk too
+    (moved_to,) = [p for p in spool_files(tmp_path) if recorded_topic(p) == "orders-retry"]
+    assert any(path == str(tmp_path) and moved_to.name in names for path, names in synced)
 
 
 def test_dlq_requeue_without_topic_keeps_the_recorded_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
