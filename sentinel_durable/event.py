@@ -370,13 +370,17 @@ def _raise_ours(exc: PydanticValidationError) -> NoReturn:
 #: (61 bytes), then the record's length, attributes, timestamp delta, offset delta, key length,
 #: value length and header count, each varint at its widest.
 _RECORD_FRAMING = 61 + 5 + 1 + 10 + 5 + 5 + 5 + 5
-#: The headers ``transport.record_headers`` sends, with their constant values: each header
-#: costs its name, its value and two varint lengths (at most 5 bytes each).
-_HEADERS: tuple[tuple[str, bytes | None], ...] = (
-    ("event_id", None), ("service_name", None), ("model", None), ("content-type", b"application/json"),
-    ("sdk.name", b"sentinel-durable"), ("sdk.version", __version__.encode()),
+#: The headers of every record (``transport.record_headers`` sends these, and the size estimate
+#: counts them): first those whose value is the event's field of that name, then those whose
+#: value is constant. Each header costs its name, its value and two varint lengths (at most 5
+#: bytes each).
+EVENT_HEADERS = ("event_id", "service_name", "model")
+CONSTANT_HEADERS: tuple[tuple[str, bytes], ...] = (
+    ("content-type", b"application/json"), ("sdk.name", b"sentinel-durable"), ("sdk.version", __version__.encode()),
 )  # fmt: skip
-_HEADERS_FIXED = sum(len(name) + 10 + len(value or b"") for name, value in _HEADERS)
+_HEADERS_FIXED = sum(len(name) + 10 for name in EVENT_HEADERS) + sum(
+    len(name) + 10 + len(value) for name, value in CONSTANT_HEADERS
+)
 _UUID_LENGTH = 36
 
 

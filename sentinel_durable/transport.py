@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from ._version import __version__
 from .config import Config
 from .errors import ConfigError
+from .event import CONSTANT_HEADERS, EVENT_HEADERS
 from .event import record_size as event_record_size
 from .spool import ClaimedRecord
 
@@ -37,10 +37,6 @@ __all__ = [
     "record_headers",
     "record_key",
 ]
-
-CONTENT_TYPE = b"application/json"
-SDK_NAME = b"sentinel-durable"
-SDK_VERSION = __version__.encode()
 
 #: Compression codec -> (importable module it needs, pip extra that installs it).
 _CODECS = {"snappy": ("snappy", "python-snappy"), "lz4": ("lz4", "sentinel-durable[lz4]"),
@@ -146,15 +142,11 @@ def record_key(config: Config, record: ClaimedRecord) -> bytes | None:
     return None
 
 
-_CONSTANT_HEADERS = (("content-type", CONTENT_TYPE), ("sdk.name", SDK_NAME), ("sdk.version", SDK_VERSION))
-
-
 def record_headers(record: ClaimedRecord) -> list[tuple[str, bytes]]:
+    """The record's headers: the event's own (``event.EVENT_HEADERS``), then the constant ones."""
     return [
-        ("event_id", record.event_id.encode()),
-        ("service_name", record.service_name.encode()),
-        ("model", record.model.encode()),
-        *_CONSTANT_HEADERS,
+        *((name, str(getattr(record, name)).encode()) for name in EVENT_HEADERS),
+        *CONSTANT_HEADERS,
     ]
 
 
@@ -191,7 +183,7 @@ def too_large(error: str, record: ClaimedRecord, limit: int | None, topic: str) 
     size = record_size(record)
     allowed = f"max.message.bytes={limit}" if limit is not None else "its max.message.bytes (could not be read)"
     return RecordResult(
-        Outcome.FAILED, f"{error}: the record is {size} bytes, more than topic {topic!r} accepts ({allowed})",
+        Outcome.FAILED, f"{error}: the record is about {size} bytes, more than topic {topic!r} accepts ({allowed})",
         batch_refused=True,
     )  # fmt: skip
 

@@ -18,7 +18,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 import sentinel_durable as sentinel
 from sentinel_durable.event import DEFAULT_MAX_MESSAGE_BYTES, record_size
 from sentinel_durable.spool import ClaimedRecord, SpoolRecord
-from sentinel_durable.transport import record_headers, record_key
+from sentinel_durable.transport import record_headers, record_key, too_large
 
 MARKER = "size-marker-3f9a2c"
 #: Kafka's default topic max.message.bytes.
@@ -150,6 +150,31 @@ def test_the_estimate_is_never_below_what_kafka_python_checks(
     assert theirs <= ours <= theirs + max(len(service.encode()), 36) + 64
 
 
+def test_a_record_refused_as_too_large_is_said_to_be_about_its_estimated_size() -> None:
+    event = builder(metadata_bytes=2_000).build()
+    spooled = SpoolRecord.from_event(event)
+    claimed = ClaimedRecord(1, spooled.data, spooled.event_id, spooled.service_name, spooled.model,
+                            spooled.event_time_ms, 0, 0.0)  # fmt: skip
+    estimate = record_size(len(spooled.data), event.service_name, event.model)
+    result = too_large("MessageSizeTooLargeError", claimed, 1_000, "sizes")
+    assert f"the record is about {estimate} bytes, more than topic 'sizes' accepts (max.message.bytes=1000)" in (
+        result.error or ""
+    )
+    assert MARKER not in (result.error or "")
+
+
+def assert_delivered(
+    client: sentinel.Client, event: sentinel.TelemetryEvent, broker: BrokerUnderTest, topic: str
+) -> None:
+    """``client`` delivers ``event`` (waiting for its ack), is closed, and the topic holds it."""
+    try:
+        assert client.send(event, wait=True, timeout=60) == event.event_id
+    finally:
+        client.close(timeout=5)
+    (record,) = broker.read_topic(topic, expected=1)
+    assert json.loads(record.value)["event_id"] == event.event_id
+
+
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent"])
 def test_a_record_at_the_default_limit_is_delivered(
     broker: BrokerUnderTest, topic: str, tmp_path: Path, transport: str
@@ -159,12 +184,7 @@ def test_a_record_at_the_default_limit_is_delivered(
     event = event_of_record_size(KAFKA_DEFAULT)
     client = sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=tmp_path / "spool",
                              transport=transport, max_retries=1)  # fmt: skip
-    try:
-        assert client.send(event, wait=True, timeout=60) == event.event_id
-    finally:
-        client.close(timeout=5)
-    (record,) = broker.read_topic(topic, expected=1)
-    assert json.loads(record.value)["event_id"] == event.event_id
+    assert_delivered(client, event, broker, topic)
 
 
 @pytest.mark.parametrize("transport", ["kafka-python", "confluent"])
@@ -175,9 +195,4 @@ def test_a_larger_max_message_bytes_lets_the_producer_send_larger_records(
     client = sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=tmp_path / "spool",
                              transport=transport, max_retries=1, max_message_bytes=3_000_000)  # fmt: skip
     event = builder(client.config, metadata_bytes=2_000_000).build()
-    try:
-        assert client.send(event, wait=True, timeout=60) == event.event_id
-    finally:
-        client.close(timeout=5)
-    (record,) = broker.read_topic(topic, expected=1)
-    assert json.loads(record.value)["event_id"] == event.event_id
+    assert_delivered(client, event, broker, topic)
