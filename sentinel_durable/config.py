@@ -93,6 +93,19 @@ def _within_sentinel_text_limit(value: int) -> int:
     return value
 
 
+#: librdkafka refuses a message.max.bytes (which the producers are given) above this.
+MAX_MESSAGE_BYTES_LIMIT = 1_000_000_000
+
+
+def _within_producer_limit(value: int) -> int:
+    if value > MAX_MESSAGE_BYTES_LIMIT:
+        raise ValueError(
+            f"is over {MAX_MESSAGE_BYTES_LIMIT:_}, the largest message.max.bytes librdkafka accepts (the producers"
+            " are given this limit): set it to your topic's max.message.bytes"
+        )
+    return value
+
+
 def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
@@ -131,8 +144,11 @@ class Config(BaseModel):
     truncate_text: bool = True
     max_text_length: Annotated[int, Field(gt=0), AfterValidator(_within_sentinel_text_limit)] = DEFAULT_MAX_TEXT_LENGTH
     """Characters allowed in prompt and response text: 1 to 100000 (LLM-Sentinel's own limit)."""
-    max_message_bytes: Annotated[int, Field(ge=1024)] = DEFAULT_MAX_MESSAGE_BYTES
-    """Largest Kafka record (value, key and headers) an event may make; larger ones are refused at send time."""
+    max_message_bytes: Annotated[int, Field(ge=1024), AfterValidator(_within_producer_limit)] = (
+        DEFAULT_MAX_MESSAGE_BYTES
+    )
+    """Largest Kafka record (value, key and headers) an event may make; larger ones are refused at send time.
+    1024 to 1,000,000,000 (librdkafka's own limit)."""
     otel_trace_ids: bool = True
     """Fill ``trace_id``/``span_id`` from the current OpenTelemetry span when the caller set neither."""
 

@@ -50,6 +50,21 @@ def test_max_text_length_above_sentinels_limit_is_refused() -> None:
     assert "Sentinel" in error.message
 
 
+# --- max_message_bytes: at most what librdkafka accepts ----------------------------------------------------
+
+
+def test_max_message_bytes_above_librdkafkas_limit_is_refused() -> None:
+    big = {"max_spool_bytes": 4 << 30}  # room for one record of the largest size
+    error = refused("max_message_bytes", max_message_bytes=1_000_000_001, **big)
+    assert "1_000_000_000" in error.message
+    assert "librdkafka" in error.message
+    assert sentinel.Config(max_message_bytes=1_000_000_000, **big).max_message_bytes == 1_000_000_000
+    error = refused_env(
+        "SENTINEL_MAX_MESSAGE_BYTES", {"SENTINEL_MAX_MESSAGE_BYTES": "1GiB", "SENTINEL_MAX_SPOOL_BYTES": "4GiB"}
+    )
+    assert "librdkafka" in error.message
+
+
 # --- max_spool_bytes: room for one record of max_message_bytes ---------------------------------------------
 
 
