@@ -79,6 +79,12 @@ SHRINK_DRAINED_AT = 1 << 20
 GROWTH_SLACK = 4 * 4096
 
 
+def _repr_sized(record: object, data: bytes, names: Sequence[str]) -> str:
+    """A record's repr with ``data`` (the event's wire JSON: its prompt, response and metadata) as its size."""
+    shown = "".join(f"{name}={getattr(record, name)!r}, " for name in names)
+    return f"{type(record).__name__}({shown}data=<{len(data)} bytes>)"
+
+
 class SpoolRecord(NamedTuple):
     """An event ready to be spooled: its wire JSON and the fields the transport needs."""
 
@@ -87,6 +93,9 @@ class SpoolRecord(NamedTuple):
     service_name: str
     model: str
     event_time_ms: int
+
+    def __repr__(self) -> str:
+        return _repr_sized(self, self.data, self._fields[1:])
 
     @classmethod
     def from_event(cls, event: TelemetryEvent, max_message_bytes: int | None = None) -> SpoolRecord:
@@ -115,6 +124,9 @@ class ClaimedRecord(NamedTuple):
     event_time_ms: int
     attempts: int
     spooled_at: float
+
+    def __repr__(self) -> str:
+        return _repr_sized(self, self.data, [name for name in self._fields if name != "data"])
 
 
 @dataclass(frozen=True)
@@ -292,19 +304,15 @@ class _SpoolFile:
                 result = connection.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":
                     raise SpoolFileCorrupt(f"integrity check failed: {result}")
-            tables = {row[0] for row in connection.execute(self.SQL_TABLES)}
-            if self.TABLE not in tables:
+            if not _has_schema(connection):
                 # A new file, or one whose schema never reached the disk (a power cut right
                 # after it was created leaves SQLite's header and no table): it holds nothing.
                 self._create_schema(connection)
                 version = SCHEMA_VERSION
                 if durability == "power":
                     fsync_directory(self.path.parent)  # the file's name survives a power cut too
-            elif self.META_TABLE in tables:
-                row = connection.execute(self.SQL_GET_TOPIC).fetchone()
-                self.topic = None if row is None else str(row[0])
             else:
-                self.topic = None  # written before files recorded their topic (schema 1)
+                self.topic = _recorded_topic(connection)  # None: written before files recorded it (schema 1)
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise SpoolFileUnavailable(f"cannot use WAL journal mode (got {mode})")
@@ -785,7 +793,10 @@ class DeadLetter:
     attempts: int
     last_error: str
     spooled_at: float
-    data: bytes
+    data: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return _repr_sized(self, self.data, ["event_id", "attempts", "last_error", "spooled_at"])
 
 
 @contextlib.contextmanager
