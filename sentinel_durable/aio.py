@@ -223,7 +223,8 @@ class AsyncClient:
     # -- waiting ---------------------------------------------------------------------------------
 
     async def flush(self, timeout: float | None = 5.0) -> bool:
-        """Wait until every event pending when called is delivered, as ``Client.flush``.
+        """Wait until every event pending for this client's topic when called is delivered, as
+        ``Client.flush`` (its own file and the orphans of its topic it adopts, never another topic's).
 
         Sends of this client that started before the call (not yet awaited to the end)
         count too. True when all were acked; False on timeout (``None``: no limit), or once

@@ -271,9 +271,11 @@ class Client:
     # -- waiting -------------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 5.0) -> bool:
-        """Wait until every event pending in the spool directory when called is delivered.
+        """Wait until every event pending for this client's topic when called is delivered.
 
-        Files left by dead processes or closed clients count too. Returns True when all were
+        That is this client's spool file and the files of the spool directory it adopts: those
+        left by dead processes or closed clients that record this topic (or no topic). Files
+        recorded for another topic are never adopted or waited for. Returns True when all were
         acked by Kafka; False on timeout (``None``: no limit), or once one of them is
         dead-lettered or dropped.
         """
