@@ -1619,11 +1619,13 @@ class Spool:
         for path in candidates:
             if path in owned or path in self._not_ours:
                 continue
-            if path not in adopting and path not in unavailable and owner_alive(path):
-                with self._files_lock:  # locked by a pass that began after our snapshot: still ours
+            if path not in adopting:
+                # Probed under _files_lock: a pass marks a file as adopting (under it) before it
+                # locks the file, so the probe's shared lock never makes our pass find it busy.
+                with self._files_lock:
                     ours = path in self._adopting or any(f.path == path for f in self._adopted)
-                if not ours:
-                    continue  # a live process owns it
+                    if not ours and owner_alive(path):
+                        continue  # a live process owns it (one that adopted it since our last pass, too)
             found = _read_backlog(path)
             if found is not None and self._adopts(found.topic):
                 backlog.append(found)

@@ -77,3 +77,21 @@ def test_first_stats_counts_the_orphans_this_client_adopts_and_only_those(tmp_pa
         client.flush(timeout=0.1)  # the adoption pass is done once this returns
         stats = client.stats()
         assert (stats.spooled, stats.spool_files) == (8, 3)
+
+
+def test_first_stats_counts_what_it_can_read_at_once_and_never_waits_for_the_rest(tmp_path: Path) -> None:
+    leave_orphan(tmp_path, "orders", 3)
+    locked = leave_orphan(tmp_path, "orders", 4)
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # not even readers get in
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("DELETE FROM ack_queue_default WHERE _id < 0")
+    try:
+        with offline_client(tmp_path, write_timeout=3.0) as client:
+            started = time.monotonic()
+            first = client.stats()
+            elapsed = time.monotonic() - started
+            assert first.spooled == 3  # the file it could read; the other is not known yet
+            assert elapsed < 3.0, f"the first stats() waited {elapsed:.2f}s for a locked file"
+    finally:
+        holder.close()
