@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from .crypto import CannotDecrypt, SpoolCipher, is_sealed
-from .errors import ConfigError, SentinelError, SpoolFullError
+from .errors import ConfigError, SpoolFullError
 from .event import TelemetryEvent, check_record_size
 
 __all__ = ["Claim", "ClaimedRecord", "Spool", "SpoolCounts", "SpoolRecord"]
@@ -1347,6 +1347,7 @@ class Spool:
         The wait is what bounds a crash's loss: a sender never gets ahead of the writer by a
         full buffer (ASYNC_BUFFER_LIMIT events) or by a buffer older than batch_timeout. Without
         it, senders that hold the GIL starve the writer and the buffer grows without bound.
+        A sender that waited ``write_timeout`` gets ``SpoolFullError``; its records are not buffered.
         """
         with self._commit:
             deadline: float | None = None
@@ -1357,9 +1358,13 @@ class Spool:
                 now = time.monotonic()
                 deadline = now + self.write_timeout if deadline is None else deadline
                 if now >= deadline:
-                    raise SentinelError(
-                        f"spool write timed out after {self.write_timeout:g}s waiting for the async writer"
-                        f" ({len(self._buffer)} events buffered)"
+                    # Typed as what it means to the caller: the spool cannot take the event now.
+                    raise SpoolFullError(
+                        f"the spool cannot take the event now: the async writer is behind ({len(self._buffer)}"
+                        f" events buffered, not yet on disk) and did not catch up within write_timeout"
+                        f" ({self.write_timeout:g}s); the event was not spooled",
+                        spool_bytes=self._used_estimate,
+                        max_spool_bytes=self.max_spool_bytes,
                     )
                 self._commit.notify_all()  # the writer may be in its timed wait
                 self._commit.wait(deadline - now)
@@ -1385,7 +1390,12 @@ class Spool:
                     # a leader that took our ticket gets one more write_timeout to finish.
                     if ticket in self._waiting:
                         self._waiting.remove(ticket)
-                    raise SentinelError(f"spool write timed out after {self.write_timeout:g}s waiting for the disk")
+                    raise SpoolFullError(
+                        f"the spool cannot take the event now: a write waited write_timeout ({self.write_timeout:g}s)"
+                        " for the one before it to reach the disk; the event was not spooled",
+                        spool_bytes=self._used_estimate,
+                        max_spool_bytes=self.max_spool_bytes,
+                    )
                 self._commit.wait(remaining if remaining > 0 else 0.05)
             if ticket.done:
                 if ticket.error is not None:
