@@ -6,8 +6,13 @@ client closes itself there through multiprocessing's own exit finalizers instead
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import multiprocessing
+import os
+import signal
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ ROUNDS = 3
 WORKERS = 4
 PARENT_EVENTS = 100
 EVENTS_PER_TASK = 475  # 100 + 4 x 475 = 2,000 events per round, as in the issue
+#: The tasks take a second or two, and so does ending the workers: far more than they need.
+POOL_DEADLINE_S = 60.0
 
 
 def _make_client(options: dict[str, Any]) -> None:
@@ -41,16 +48,41 @@ def _track_events(count: int) -> list[str]:
 
 
 def _run_pool(start_method: str, options: dict[str, Any], with_initializer: bool) -> list[str]:
+    """The pool's tasks, then ``close(); join()``, each within POOL_DEADLINE_S: a worker that hangs
+    fails the test (its stack printed when faulthandler is on) instead of hanging the suite."""
     context = multiprocessing.get_context(start_method)
     initializer = (_make_client, (options,)) if with_initializer else (None, ())
     pool = context.Pool(WORKERS, initializer=initializer[0], initargs=initializer[1])
     try:
-        sent = [event_id for ids in pool.map(_track_events, [EVENTS_PER_TASK] * WORKERS) for event_id in ids]
+        try:
+            results = pool.map_async(_track_events, [EVENTS_PER_TASK] * WORKERS).get(timeout=POOL_DEADLINE_S)
+        except multiprocessing.TimeoutError:
+            _dump_workers()
+            pytest.fail(f"the pool's tasks did not finish within {POOL_DEADLINE_S:g}s: a worker hangs in track()")
         pool.close()
-        pool.join()
+        joiner = threading.Thread(target=pool.join, name="pool-join", daemon=True)
+        joiner.start()
+        joiner.join(POOL_DEADLINE_S)
+        if joiner.is_alive():
+            _dump_workers()
+            pytest.fail(
+                f"pool.join() did not return within {POOL_DEADLINE_S:g}s: a worker did not end"
+                " (its exit hook, which closes the client, hangs)"
+            )
     finally:
-        pool.terminate()  # only does something if map or join raised
-    return sent
+        pool.terminate()  # only does something if the tasks or the join failed
+    return [event_id for ids in results for event_id in ids]
+
+
+def _dump_workers() -> None:
+    """Print the stacks of the pool's workers still alive (faulthandler's SIGABRT handler, which a
+    fork worker inherits from pytest) before the pool is terminated."""
+    if not faulthandler.is_enabled():
+        return
+    for worker in multiprocessing.active_children():
+        if worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGABRT)
 
 
 @pytest.mark.parametrize(
