@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -49,40 +50,47 @@ def _track_events(count: int) -> list[str]:
 
 def _run_pool(start_method: str, options: dict[str, Any], with_initializer: bool) -> list[str]:
     """The pool's tasks, then ``close(); join()``, each within POOL_DEADLINE_S: a worker that hangs
-    fails the test (its stack printed when faulthandler is on) instead of hanging the suite."""
+    fails the test, with the fork workers' stacks in its captured stderr, instead of hanging the suite."""
     context = multiprocessing.get_context(start_method)
     initializer = (_make_client, (options,)) if with_initializer else (None, ())
+    # Fork workers inherit this handler: SIGUSR1 makes one print its threads' stacks and go on. (A worker
+    # killed instead, e.g. by SIGABRT, may die holding the pool's task-queue lock: terminate() then hangs.)
+    dump_stacks = start_method == "fork"
+    if dump_stacks:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     pool = context.Pool(WORKERS, initializer=initializer[0], initargs=initializer[1])
     try:
         try:
             results = pool.map_async(_track_events, [EVENTS_PER_TASK] * WORKERS).get(timeout=POOL_DEADLINE_S)
         except multiprocessing.TimeoutError:
-            _dump_workers()
+            _print_worker_stacks(dump_stacks)
             pytest.fail(f"the pool's tasks did not finish within {POOL_DEADLINE_S:g}s: a worker hangs in track()")
         pool.close()
         joiner = threading.Thread(target=pool.join, name="pool-join", daemon=True)
         joiner.start()
         joiner.join(POOL_DEADLINE_S)
         if joiner.is_alive():
-            _dump_workers()
+            _print_worker_stacks(dump_stacks)
             pytest.fail(
                 f"pool.join() did not return within {POOL_DEADLINE_S:g}s: a worker did not end"
                 " (its exit hook, which closes the client, hangs)"
             )
     finally:
         pool.terminate()  # only does something if the tasks or the join failed
+        if dump_stacks:
+            faulthandler.unregister(signal.SIGUSR1)
     return [event_id for ids in results for event_id in ids]
 
 
-def _dump_workers() -> None:
-    """Print the stacks of the pool's workers still alive (faulthandler's SIGABRT handler, which a
-    fork worker inherits from pytest) before the pool is terminated."""
-    if not faulthandler.is_enabled():
+def _print_worker_stacks(enabled: bool) -> None:
+    """Have the pool's fork workers still alive print their stacks (see _run_pool). The handler writes
+    them as the signal arrives, before the SIGTERM of terminate(), which Linux delivers after it."""
+    if not enabled:
         return
     for worker in multiprocessing.active_children():
         if worker.pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(worker.pid, signal.SIGABRT)
+                os.kill(worker.pid, signal.SIGUSR1)
 
 
 @pytest.mark.parametrize(
