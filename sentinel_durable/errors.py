@@ -8,7 +8,7 @@ The hierarchy, drawn as a tree (builtin bases in brackets)::
     ├── SendError                                 a send that waits for delivery failed for good
     ├── BrokerConnectionError  [ConnectionError]  no broker reachable: the cause of a DeliveryTimeoutError
     ├── DeliveryTimeoutError   [TimeoutError]     a wait for delivery ran past its timeout
-    ├── SpoolFullError                            the spool is at its size bound
+    ├── SpoolFullError                            the spool cannot take the event now (size bound, disk, writer behind)
     └── ClientClosedError                         a call on a closed client
 
 Each class carries the context a handler needs as attributes, and the chained
@@ -182,7 +182,13 @@ class DeliveryTimeoutError(SentinelError, TimeoutError):
 
 
 class SpoolFullError(SentinelError):
-    """The spool reached ``max_spool_bytes`` and the overflow policy refused the event."""
+    """The spool cannot take the event now; it was not spooled.
+
+    Either the spool reached ``max_spool_bytes`` and the overflow policy refused the event, or
+    the disk holding it is full, or the write waited ``write_timeout`` for the writes before it
+    (in ``async`` mode: for the writer thread to catch up) — a stalled disk, or another
+    connection holding the file's write lock. The message says which.
+    """
 
     def __init__(self, message: str, *, spool_bytes: int, max_spool_bytes: int) -> None:
         self.spool_bytes = spool_bytes

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from .crypto import CannotDecrypt, SpoolCipher, is_sealed
-from .errors import ConfigError, SentinelError, SpoolFullError
+from .errors import ConfigError, SpoolFullError
 from .event import TelemetryEvent, check_record_size
 
 __all__ = ["Claim", "ClaimedRecord", "Spool", "SpoolCounts", "SpoolRecord"]
@@ -183,6 +183,130 @@ class SpoolFileBusy(Exception):
     """A spool file is owned by a live process."""
 
 
+# --- fork safety -----------------------------------------------------------------------------------
+
+
+class _ForkGate:
+    """Keeps ``os.fork()`` out of SQLite calls.
+
+    SQLite guards process-wide state (its allocator's statistics, its table of open files) with
+    pthread mutexes. A child forked while another thread of the parent is inside a SQLite call
+    inherits such a mutex locked by a thread that does not exist in the child, and the child's
+    first SQLite call (opening its own spool file) then waits forever. Every SQLite call of this
+    module runs inside ``section()``; a fork (hooks registered below) waits until no thread is in
+    one, lets none in until it is done, and the child starts with a fresh gate.
+
+    A section nests (per thread), and is short: one statement or transaction, at most SQLite's
+    busy timeout when another process holds the file's write lock. Never yield from inside one.
+    """
+
+    #: How long a fork waits for sections to end beyond the longest busy timeout in use.
+    FORK_WAIT_MARGIN = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a section ended, or a fork did
+        self._inside = 0  # threads inside a section
+        self._forks = 0  # forks waiting or in progress
+        self._depth = threading.local()
+
+    def enter(self) -> None:
+        """Start a section (wait while a fork is in progress); ``leave()`` ends it."""
+        local = self._depth
+        depth = getattr(local, "value", 0)
+        if depth == 0:
+            with self._lock:
+                while self._forks:
+                    self._changed.wait()
+                self._inside += 1
+        local.value = depth + 1
+
+    def leave(self) -> None:
+        local = self._depth
+        local.value -= 1
+        if local.value == 0:
+            with self._lock:
+                self._inside -= 1
+                if self._forks and not self._inside:
+                    self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def section(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def before_fork(self) -> None:
+        own = 1 if getattr(self._depth, "value", 0) else 0  # a fork from inside a section cannot wait for itself
+        wait = max((spool.write_timeout for spool in list(_LIVE_SPOOLS)), default=10.0) + self.FORK_WAIT_MARGIN
+        with self._lock:
+            self._forks += 1
+            if not self._changed.wait_for(lambda: self._inside <= own, timeout=wait):
+                logger.warning(
+                    "fork() while another thread is still inside a spool SQLite call after %gs: the child's"
+                    " SQLite calls may hang", wait,
+                )  # fmt: skip
+
+    def after_fork_in_parent(self) -> None:
+        with self._lock:
+            self._forks -= 1
+            if not self._forks:
+                self._changed.notify_all()
+
+
+_FORK_GATE = _ForkGate()
+
+
+def _gate_before_fork() -> None:
+    _FORK_GATE.before_fork()
+
+
+def _gate_after_fork_in_parent() -> None:
+    _FORK_GATE.after_fork_in_parent()
+
+
+def _gate_after_fork_in_child() -> None:
+    # The inherited gate counts the parent's threads (and may be locked by one of them).
+    global _FORK_GATE
+    _FORK_GATE = _ForkGate()
+
+
+# Registered first of this module's fork hooks: its after_in_child runs before the spools'.
+os.register_at_fork(
+    before=_gate_before_fork, after_in_parent=_gate_after_fork_in_parent, after_in_child=_gate_after_fork_in_child
+)
+
+
+class _GatedLock:
+    """A file's lock whose holder is inside a fork section: what it does under the lock is SQLite."""
+
+    __slots__ = ("_gate", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gate: _ForkGate | None = None  # the gate entered (a fork in a child replaces the module's)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        gate = _FORK_GATE
+        try:
+            gate.enter()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._gate = gate  # only the lock's holder reads or writes it
+
+    def __exit__(self, *exc_info: object) -> None:
+        gate, self._gate = self._gate, None
+        try:
+            if gate is not None:
+                gate.leave()
+        finally:
+            self._lock.release()
+
+
 class _SpoolFile:
     """One SQLite spool file, owned by this process. All SQL lives here.
 
@@ -271,7 +395,7 @@ class _SpoolFile:
         self._cipher = cipher
         self.topic: str | None = topic
         self.lock_fd = lock_fd
-        self.lock = threading.Lock()
+        self.lock = _GatedLock()  # its holder runs SQLite: a fork waits for it (see _ForkGate)
         self.closed = False  # set under the lock; every method checks it there
         self.pending = 0
         self.in_flight = 0
@@ -281,7 +405,8 @@ class _SpoolFile:
         self.cursor = 0
         self.dead_lettered: list[int] = []  # row ids dead-lettered while we own the file
         self._fsync_inserts = durability == "power"
-        self._connection = self._connect(durability, busy_timeout)
+        with _FORK_GATE.section():
+            self._connection = self._connect(durability, busy_timeout)
 
     # -- opening ------------------------------------------------------------------------
 
@@ -801,9 +926,19 @@ class DeadLetter:
 
 @contextlib.contextmanager
 def _reader(path: Path, busy_timeout: float = 5.0) -> Iterator[sqlite3.Connection]:
-    """A connection that only reads (WAL lets it read beside a live owner's writes)."""
+    """A connection that only reads, for a short block of queries: the block is one fork
+    section (see ``_ForkGate``), so a generator must not yield inside it (``_open_reader``)."""
+    with _FORK_GATE.section(), _open_reader(path, busy_timeout) as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def _open_reader(path: Path, busy_timeout: float = 5.0) -> Iterator[sqlite3.Connection]:
+    """A connection that only reads (WAL lets it read beside a live owner's writes). Opened and
+    closed inside fork sections; the caller puts its own queries in sections."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
+        with _FORK_GATE.section():
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout)
     except sqlite3.Error as exc:
         raise SpoolFileCorrupt(f"{path.name}: cannot open: {exc}") from exc
     try:
@@ -811,7 +946,8 @@ def _reader(path: Path, busy_timeout: float = 5.0) -> Iterator[sqlite3.Connectio
     except sqlite3.DatabaseError as exc:
         raise SpoolFileCorrupt(f"{path.name}: {exc}") from exc
     finally:
-        connection.close()
+        with _FORK_GATE.section():
+            connection.close()
 
 
 def _tables(connection: sqlite3.Connection) -> set[str]:
@@ -907,16 +1043,23 @@ def read_events(
     if include_dead_letters:
         statuses.append(AckStatus.ACK_FAILED)
     query = f"{_SpoolFile.SQL_EVENTS_IN_ORDER} ({', '.join('?' * len(statuses))}) ORDER BY _id"
-    with _reader(path) as connection:
-        if not _has_schema(connection):
-            return
-        for data, event_id in connection.execute(query, statuses):
-            body = bytes(data)
-            if is_sealed(body):
-                if cipher is None:
-                    raise CannotDecrypt(f"{path.name} holds encrypted events: set SENTINEL_ENCRYPTION_KEY")
-                body = cipher.open(body, event_id)
-            yield body
+    with _open_reader(path) as connection:
+        with _FORK_GATE.section():  # the reads are in sections; the yields (to the caller) are not
+            if not _has_schema(connection):
+                return
+            cursor = connection.execute(query, statuses)
+        while True:
+            with _FORK_GATE.section():
+                rows = cursor.fetchmany(500)
+            if not rows:
+                return
+            for data, event_id in rows:
+                body = bytes(data)
+                if is_sealed(body):
+                    if cipher is None:
+                        raise CannotDecrypt(f"{path.name} holds encrypted events: set SENTINEL_ENCRYPTION_KEY")
+                    body = cipher.open(body, event_id)
+                yield body
 
 
 def read_dead_letters(path: Path) -> list[DeadLetter]:
@@ -1270,6 +1413,7 @@ class Spool:
         The wait is what bounds a crash's loss: a sender never gets ahead of the writer by a
         full buffer (ASYNC_BUFFER_LIMIT events) or by a buffer older than batch_timeout. Without
         it, senders that hold the GIL starve the writer and the buffer grows without bound.
+        A sender that waited ``write_timeout`` gets ``SpoolFullError``; its records are not buffered.
         """
         with self._commit:
             deadline: float | None = None
@@ -1280,9 +1424,13 @@ class Spool:
                 now = time.monotonic()
                 deadline = now + self.write_timeout if deadline is None else deadline
                 if now >= deadline:
-                    raise SentinelError(
-                        f"spool write timed out after {self.write_timeout:g}s waiting for the async writer"
-                        f" ({len(self._buffer)} events buffered)"
+                    # Typed as what it means to the caller: the spool cannot take the event now.
+                    raise SpoolFullError(
+                        f"the spool cannot take the event now: the async writer is behind ({len(self._buffer)}"
+                        f" events buffered, not yet on disk) and did not catch up within write_timeout"
+                        f" ({self.write_timeout:g}s); the event was not spooled",
+                        spool_bytes=self._used_estimate,
+                        max_spool_bytes=self.max_spool_bytes,
                     )
                 self._commit.notify_all()  # the writer may be in its timed wait
                 self._commit.wait(deadline - now)
@@ -1308,7 +1456,12 @@ class Spool:
                     # a leader that took our ticket gets one more write_timeout to finish.
                     if ticket in self._waiting:
                         self._waiting.remove(ticket)
-                    raise SentinelError(f"spool write timed out after {self.write_timeout:g}s waiting for the disk")
+                    raise SpoolFullError(
+                        f"the spool cannot take the event now: a write waited write_timeout ({self.write_timeout:g}s)"
+                        " for the one before it to reach the disk; the event was not spooled",
+                        spool_bytes=self._used_estimate,
+                        max_spool_bytes=self.max_spool_bytes,
+                    )
                 self._commit.wait(remaining if remaining > 0 else 0.05)
             if ticket.done:
                 if ticket.error is not None:

@@ -6,8 +6,14 @@ client closes itself there through multiprocessing's own exit finalizers instead
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,8 @@ ROUNDS = 3
 WORKERS = 4
 PARENT_EVENTS = 100
 EVENTS_PER_TASK = 475  # 100 + 4 x 475 = 2,000 events per round, as in the issue
+#: The tasks take a second or two, and so does ending the workers: far more than they need.
+POOL_DEADLINE_S = 60.0
 
 
 def _make_client(options: dict[str, Any]) -> None:
@@ -41,16 +49,48 @@ def _track_events(count: int) -> list[str]:
 
 
 def _run_pool(start_method: str, options: dict[str, Any], with_initializer: bool) -> list[str]:
+    """The pool's tasks, then ``close(); join()``, each within POOL_DEADLINE_S: a worker that hangs
+    fails the test, with the fork workers' stacks in its captured stderr, instead of hanging the suite."""
     context = multiprocessing.get_context(start_method)
     initializer = (_make_client, (options,)) if with_initializer else (None, ())
+    # Fork workers inherit this handler: SIGUSR1 makes one print its threads' stacks and go on. (A worker
+    # killed instead, e.g. by SIGABRT, may die holding the pool's task-queue lock: terminate() then hangs.)
+    dump_stacks = start_method == "fork"
+    if dump_stacks:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     pool = context.Pool(WORKERS, initializer=initializer[0], initargs=initializer[1])
     try:
-        sent = [event_id for ids in pool.map(_track_events, [EVENTS_PER_TASK] * WORKERS) for event_id in ids]
+        try:
+            results = pool.map_async(_track_events, [EVENTS_PER_TASK] * WORKERS).get(timeout=POOL_DEADLINE_S)
+        except multiprocessing.TimeoutError:
+            _print_worker_stacks(dump_stacks)
+            pytest.fail(f"the pool's tasks did not finish within {POOL_DEADLINE_S:g}s: a worker hangs in track()")
         pool.close()
-        pool.join()
+        joiner = threading.Thread(target=pool.join, name="pool-join", daemon=True)
+        joiner.start()
+        joiner.join(POOL_DEADLINE_S)
+        if joiner.is_alive():
+            _print_worker_stacks(dump_stacks)
+            pytest.fail(
+                f"pool.join() did not return within {POOL_DEADLINE_S:g}s: a worker did not end"
+                " (its exit hook, which closes the client, hangs)"
+            )
     finally:
-        pool.terminate()  # only does something if map or join raised
-    return sent
+        pool.terminate()  # only does something if the tasks or the join failed
+        if dump_stacks:
+            faulthandler.unregister(signal.SIGUSR1)
+    return [event_id for ids in results for event_id in ids]
+
+
+def _print_worker_stacks(enabled: bool) -> None:
+    """Have the pool's fork workers still alive print their stacks (see _run_pool). The handler writes
+    them as the signal arrives, before the SIGTERM of terminate(), which Linux delivers after it."""
+    if not enabled:
+        return
+    for worker in multiprocessing.active_children():
+        if worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGUSR1)
 
 
 @pytest.mark.parametrize(
