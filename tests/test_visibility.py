@@ -513,3 +513,64 @@ def test_a_probe_of_many_brokers_that_never_answer_ends_within_one_probe_timeout
     assert outage is not None
     assert all(address in outage for address in unanswering_brokers), outage
     assert elapsed < PROBE_TIMEOUT + 1.0, f"probing 4 brokers took {elapsed:.2f}s"
+
+
+def test_closing_the_confluent_transport_reports_no_outage_after_the_close(
+    broker: BrokerUnderTest, spool_dir: Path, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """librdkafka serves its callbacks in the flush that close() makes on the caller's thread: an outage
+    it learnt of meanwhile must not reach the flusher's counters or log from there, after the close."""
+    assert broker.proxy is not None
+    client = sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir,
+                             transport="confluent", retry_backoff=0.05, max_retry_backoff=0.5)  # fmt: skip
+    track(client)
+    assert client.flush(timeout=30)
+    with caplog.at_level(logging.DEBUG, logger="sentinel_durable"):
+        broker.proxy.cut()  # the idle producer's connections close; librdkafka queues its errors
+        wait_until(lambda: broker.proxy.open_connections == 0, 5, description="the connections to close")
+        client.close(timeout=3)
+    # The outage was not known when close() began: a closed client does not report it afterwards.
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [], [(r.threadName, r.getMessage()) for r in warnings]
+    assert client.stats().broker_connected is True  # as it was when the client closed
+
+
+class _MixedBatch:
+    """A batch in which the brokers are away for one record and another fails for a reason of its
+    own: a real broker cannot be made to answer so, hence this scripted transport."""
+
+    OUTAGE = "127.0.0.1:1: Connection refused"
+    OWN_FAULT = "the record's own fault (an invalid timestamp)"
+
+    def deliver(self, records: Any, timeout: float) -> list[Any]:
+        from sentinel_durable.transport import Outcome, RecordResult
+
+        outcomes = [RecordResult(Outcome.RETRY, self.OUTAGE, unreachable=True),
+                    RecordResult(Outcome.FAILED, self.OWN_FAULT)]  # fmt: skip
+        return [outcomes[index % 2] for index in range(len(records))]
+
+    def close(self, timeout: float) -> None:
+        pass
+
+
+def test_the_outage_warning_names_the_outage_not_another_records_error(
+    spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sentinel_durable.flusher import Flusher
+    from sentinel_durable.spool import Spool, SpoolRecord
+
+    config = sentinel.Config(brokers=["127.0.0.1:1"], topic="t", spool_dir=spool_dir, retry_backoff=0.05,
+                             max_retry_backoff=0.5)  # fmt: skip
+    with Spool(spool_dir, topic="t") as spool:
+        spool.put_many([SpoolRecord.from_event(build()) for _ in range(2)])
+        spool.commit_buffered()
+        flusher = Flusher(config, spool, lambda _config, _link: _MixedBatch())
+        with caplog.at_level(logging.WARNING, logger="sentinel_durable"):
+            flusher.start()
+            try:
+                wait_until(lambda: flusher.unreachable, 10, description="the outage")
+            finally:
+                flusher.stop(0)
+    (warning,) = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert _MixedBatch.OUTAGE in warning, warning
+    assert _MixedBatch.OWN_FAULT not in warning, warning
