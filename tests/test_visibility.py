@@ -574,3 +574,72 @@ def test_the_outage_warning_names_the_outage_not_another_records_error(
     (warning,) = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert _MixedBatch.OUTAGE in warning, warning
     assert _MixedBatch.OWN_FAULT not in warning, warning
+
+
+class CountingForwarder:
+    """Forwards TCP connections to ``target`` and counts them: what a broker sees of the probes
+    (the client bootstraps through it; the broker's metadata then sends the producer elsewhere)."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self.accepted = 0
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, name="test-forwarder", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                return  # closed
+            self.accepted += 1
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                pump = threading.Thread(target=self._pump, args=(source, sink), name="test-forwarder-pump", daemon=True)
+                pump.start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._thread.join(5)
+
+
+def test_late_acks_from_a_broker_that_takes_connections_are_probed_ever_less_often(
+    spool_dir: Path, topic: str
+) -> None:
+    """A broker that is slow (here: stopped, while its kernel still takes connections) is not sent a
+    TCP connection every 0.5 s while its acks are late: the probes space out (0.5, 1, 2, 4 s...)."""
+    with EmbeddedBroker(with_proxy=True) as broker:
+        assert broker.pid is not None
+        forwarder = CountingForwarder(broker.bootstrap_servers)
+        client = sentinel.Client(brokers=[forwarder.address], topic=topic, spool_dir=spool_dir, write_timeout=6,
+                                 transport="kafka-python", retry_backoff=0.05, max_retry_backoff=0.5)  # fmt: skip
+        try:
+            track(client)
+            assert client.flush(timeout=30)
+            before, retries = forwarder.accepted, client.stats().retries
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                track(client, 5)
+                # One batch waits its whole write_timeout (6 s) for acks, then is put back.
+                wait_until(lambda: client.stats().retries >= retries + 5, 20, description="the batch to time out")
+                probes = forwarder.accepted - before
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            assert 1 <= probes <= 5, f"{probes} probe connections while one batch's acks were late for 6 s"
+        finally:
+            client.close(timeout=2)
+            forwarder.close()
