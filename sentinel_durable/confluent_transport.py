@@ -77,6 +77,9 @@ _PRODUCER_ONLY = frozenset({"acks", "compression.type", "linger.ms", "batch.size
                             "message.timeout.ms", "request.timeout.ms"})  # fmt: skip
 
 
+#: How long a batch without acks waits for the brokers to say whether its topic exists.
+_TOPIC_CHECK_TIMEOUT = 0.5
+
 _LIBRDKAFKA = logging.getLogger("librdkafka")
 
 
@@ -229,16 +232,6 @@ class ConfluentTransport:
                     break
         # In slices: the link hears of the first ack (and of an outage, from error_cb) as it happens,
         # and close() can stop the wait once the brokers are known to be unreachable.
-        while True:
-            unacked = producer.flush(min(PROBE_AFTER, max(0.0, deadline - time.monotonic())))
-            self._check_all_down(deadline)
-            if not unacked or self._link.abandoned.is_set() or time.monotonic() >= deadline:
-                break
-        if self._fatal is not None:
-            logger.warning("making a new Kafka producer (%s)", self._fatal)
-            self._discard_producer()
-        if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
-            self._client_error = self._client_error_code = None  # the broker answers again
         missing: bool | None = None  # asked of the brokers at most once a batch
 
         def topic_is_missing() -> bool:
@@ -247,6 +240,20 @@ class ConfluentTransport:
                 missing = self._client_error is None and self._topic_missing(producer)
             return missing
 
+        while True:
+            unacked = producer.flush(min(PROBE_AFTER, max(0.0, deadline - time.monotonic())))
+            self._check_all_down(deadline)
+            if not unacked or self._link.abandoned.is_set() or time.monotonic() >= deadline:
+                break
+            if not acked and deadline - time.monotonic() <= _TOPIC_CHECK_TIMEOUT:
+                # Nothing acked yet: ask now whether the topic exists, within the batch's last slice,
+                # so that a silent broker is reported when the batch's time is up, not a check later.
+                topic_is_missing()
+        if self._fatal is not None:
+            logger.warning("making a new Kafka producer (%s)", self._fatal)
+            self._discard_producer()
+        if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
+            self._client_error = self._client_error_code = None  # the broker answers again
         for index, error in failures.items():
             text = f"KafkaError {error.name()}: {error.str()}"
             if error.code() in _TOO_LARGE:
@@ -286,7 +293,7 @@ class ConfluentTransport:
         """After a delivery timed out with the brokers up: is the topic unknown to them?"""
         try:
             # Short: brokers that answer do so at once, and a silent one must not delay the outage report.
-            metadata = producer.list_topics(self._config.topic, timeout=0.5)
+            metadata = producer.list_topics(self._config.topic, timeout=_TOPIC_CHECK_TIMEOUT)
         except KafkaException:
             return False
         topic = metadata.topics.get(self._config.topic)
