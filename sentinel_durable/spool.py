@@ -1400,7 +1400,7 @@ class Spool:
             dropped += removed
         self._count_drop("overflow_oldest", dropped, event_ids)
 
-    def _delete_oldest_pending(self, nbytes: int, event_ids: list[str]) -> int:
+    def _delete_oldest_pending(self, nbytes: int, event_ids: list[str] | None = None) -> int:
         for spool_file in self._files():
             removed = spool_file.drop_oldest_pending(nbytes, event_ids=event_ids)
             if removed:
