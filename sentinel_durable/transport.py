@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import queue
 import socket
 import threading
@@ -121,6 +122,15 @@ def _host_port(broker: str) -> tuple[str, int]:
 #: Brokers whose last probe has not ended yet (a name lookup can hang past any timeout): not probed again meanwhile.
 _PROBING: set[str] = set()
 _PROBING_LOCK = threading.Lock()
+
+
+def _forget_probes_in_child() -> None:
+    global _PROBING_LOCK
+    _PROBING_LOCK = threading.Lock()  # a fork may have been taken while a probe thread held it
+    _PROBING.clear()  # the threads of those probes do not exist in the child
+
+
+os.register_at_fork(after_in_child=_forget_probes_in_child)
 
 
 def probe_brokers(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
