@@ -189,8 +189,9 @@ class AsyncClient:
         With ``wait=True`` return only once Kafka acked it, as ``Client.send``:
         ``DeliveryTimeoutError`` after ``timeout`` seconds from this call (default
         ``write_timeout``, ``None``: no limit), with a ``BrokerConnectionError`` as its cause when
-        no broker is reachable; ``SendError`` if it was dead-lettered. The event stays spooled on
-        a timeout.
+        no broker is reachable; ``SendError`` if it was dead-lettered; ``ClientClosedError`` if the
+        client is closed while it waits (and the other endings of ``Client.send``). The event stays
+        spooled on a timeout and on a close.
         """
         if not wait:
             event_id: str = await self._write("event", event)

@@ -27,6 +27,7 @@ from .errors import (
     ConfigError,
     DeliveryTimeoutError,
     SendError,
+    SentinelError,
     SpoolFullError,
     ValidationError,
 )
@@ -114,6 +115,7 @@ class Client:
             topic=self._config.topic,
             adopt_topic=_adopt_topic,
         )
+        self._spool.on_drop = self._events_dropped
         self._start_flusher()
         _LIVE_CLIENTS.add(self)
 
@@ -186,7 +188,9 @@ class Client:
         ``None`` waits without limit). Its message says why when it is known: the deployment refuses
         the events (an ACL, a missing topic, a refused login), or no broker is reachable — then its
         ``__cause__`` is a ``BrokerConnectionError`` naming the brokers and the reason. ``SendError``
-        if it was dead-lettered. The event stays spooled on a timeout.
+        if it was dead-lettered or dropped for its age (``max_event_age``), ``SpoolFullError`` if
+        ``overflow="drop_oldest"`` dropped it, ``ClientClosedError`` if the client is closed while
+        it waits. The event stays spooled on a timeout and on a close.
         """
         limit = self._config.write_timeout if timeout is WRITE_TIMEOUT else check_timeout("timeout", timeout)
         self._check_usable()
@@ -216,6 +220,23 @@ class Client:
         if waiter.error is not None:
             raise waiter.error
         return checked.event_id
+
+    def _events_dropped(self, reason: str, event_ids: Sequence[str]) -> None:
+        """The spool dropped pending events (``drop_oldest``, ``max_event_age``): a ``send(wait=True)``
+        waiting for one of them ends now, with the reason, instead of waiting for an ack never coming."""
+        config = self._config
+
+        def error(event_id: str) -> SentinelError:
+            if reason == "expired":
+                return SendError(f"event dropped: older than max_event_age={config.max_event_age:g}s before it"
+                                 " was delivered", retries=0, event_id=event_id)  # fmt: skip
+            return SpoolFullError(
+                f"event {event_id} dropped before it was delivered: the spool was full and overflow='drop_oldest'"
+                " made room for newer events", spool_bytes=config.max_spool_bytes,  # full: called as it drops
+                max_spool_bytes=config.max_spool_bytes,
+            )  # fmt: skip
+
+        self._flusher.fail_waiters(event_ids, error)
 
     def _delivery_timeout(self, event_id: str, limit: float) -> DeliveryTimeoutError:
         """The error of a wait that ran out: always a DeliveryTimeoutError (what happened to the call),
@@ -369,7 +390,9 @@ class Client:
         except Exception:
             logger.exception("could not write buffered events while closing")
         # Known unreachable: a short grace for the flusher to put its batch back, not the whole timeout.
-        unreachable = self._flusher.unreachable
+        # Known, but perhaps stale (only an ack clears it, and the flusher may be in a backoff while
+        # the brokers are back): one probe says whether it still holds.
+        unreachable = self._flusher.recheck_unreachable()
         stopped = self._flusher.stop(left_until(deadline, CLOSE_GRACE if unreachable else None))
         unreachable = unreachable or self._flusher.unreachable  # or found so during the close
         if stopped:
@@ -377,6 +400,10 @@ class Client:
             self._flusher.close_transport(5.0 if left is None else left)  # nothing is pending now: quick
         else:
             logger.info("closing while the flusher still waits on a broker call; its batch stays on disk")
+        # A send(wait=True) still waiting would wait for an ack that no flusher will ever see.
+        self._flusher.end_waiters(lambda event_id: ClientClosedError(
+            f"the client closed before event {event_id} was acked; it stays in the spool and is delivered"
+            " by the next client on this spool directory"))  # fmt: skip
         try:
             self._final_stats = self._collect_stats()
         except Exception:

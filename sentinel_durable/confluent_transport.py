@@ -22,8 +22,10 @@ from .spool import ClaimedRecord
 from .transport import (
     DELIVERED,
     PROBE_AFTER,
+    PROBE_TIMEOUT,
     Link,
     Outcome,
+    ProbeSchedule,
     RecordResult,
     TopicSizeLimit,
     login_refused,
@@ -74,6 +76,9 @@ _ACKS = {-1: "all", 0: "0", 1: "1"}
 _PRODUCER_ONLY = frozenset({"acks", "compression.type", "linger.ms", "batch.size", "enable.idempotence",
                             "message.timeout.ms", "request.timeout.ms"})  # fmt: skip
 
+
+#: How long a batch without acks waits for the brokers to say whether its topic exists.
+_TOPIC_CHECK_TIMEOUT = 0.5
 
 _LIBRDKAFKA = logging.getLogger("librdkafka")
 
@@ -154,6 +159,8 @@ class ConfluentTransport:
         self._fatal: str | None = None
         self._client_error: str | None = None  # the last client-level error: why nothing is acked
         self._client_error_code: int | None = None
+        self._all_down: str | None = None  # librdkafka said all brokers are down; not yet checked by a probe
+        self._probes = ProbeSchedule()
         self._limit = TopicSizeLimit(config, self._read_size_limit)
 
     def _ensure_producer(self) -> Producer:
@@ -167,15 +174,12 @@ class ConfluentTransport:
         # served on the flusher thread while it waits in flush(): the link hears of an outage at once.
         if error.code() == KafkaError._TRANSPORT:
             self._transport_error = error.str()
-        elif (
-            error.code() in _ALL_DOWN
-            and self._client_error_code not in _SPECIFIC_CLIENT_ERRORS
+        elif error.code() in _ALL_DOWN and self._client_error_code not in _SPECIFIC_CLIENT_ERRORS:
             # "All brokers down" also follows a broker closing idle connections: it is an outage
-            # only if the brokers do not take a new connection either (a cheap TCP probe).
-            and probe_brokers(self._config) is not None
-        ):
+            # only if the brokers do not take a new connection either. The TCP probe that tells is
+            # made by deliver(), between its flush slices: never inside librdkafka's callback.
             why = self._transport_error or f"{', '.join(self._config.brokers)}: {error.str()}"
-            self._link.unreachable(f"{why} ({error.name()})")
+            self._all_down = f"{why} ({error.name()})"
         if error.fatal():
             self._fatal = f"{error.name()}: {error.str()}"
         if self._client_error_code in _SPECIFIC_CLIENT_ERRORS and error.code() not in _SPECIFIC_CLIENT_ERRORS:
@@ -199,7 +203,8 @@ class ConfluentTransport:
                 results[index] = DELIVERED
                 if not acked:
                     acked = True
-                    self._transport_error = None
+                    self._transport_error = self._all_down = None
+                    self._probes.acked()
                     self._link.reachable()
             else:
                 failures[index] = error
@@ -227,14 +232,6 @@ class ConfluentTransport:
                     break
         # In slices: the link hears of the first ack (and of an outage, from error_cb) as it happens,
         # and close() can stop the wait once the brokers are known to be unreachable.
-        while producer.flush(min(PROBE_AFTER, max(0.0, deadline - time.monotonic()))):
-            if self._link.abandoned.is_set() or time.monotonic() >= deadline:
-                break
-        if self._fatal is not None:
-            logger.warning("making a new Kafka producer (%s)", self._fatal)
-            self._discard_producer()
-        if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
-            self._client_error = self._client_error_code = None  # the broker answers again
         missing: bool | None = None  # asked of the brokers at most once a batch
 
         def topic_is_missing() -> bool:
@@ -243,6 +240,20 @@ class ConfluentTransport:
                 missing = self._client_error is None and self._topic_missing(producer)
             return missing
 
+        while True:
+            unacked = producer.flush(min(PROBE_AFTER, max(0.0, deadline - time.monotonic())))
+            self._check_all_down(deadline)
+            if not unacked or self._link.abandoned.is_set() or time.monotonic() >= deadline:
+                break
+            if not acked and deadline - time.monotonic() <= _TOPIC_CHECK_TIMEOUT:
+                # Nothing acked yet: ask now whether the topic exists, within the batch's last slice,
+                # so that a silent broker is reported when the batch's time is up, not a check later.
+                topic_is_missing()
+        if self._fatal is not None:
+            logger.warning("making a new Kafka producer (%s)", self._fatal)
+            self._discard_producer()
+        if any(result is not None and result.outcome is Outcome.DELIVERED for result in results):
+            self._client_error = self._client_error_code = None  # the broker answers again
         for index, error in failures.items():
             text = f"KafkaError {error.name()}: {error.str()}"
             if error.code() in _TOO_LARGE:
@@ -259,6 +270,16 @@ class ConfluentTransport:
             return [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
         return [result or self._no_ack(timeout) for result in results]
 
+    def _check_all_down(self, deadline: float) -> None:
+        """After librdkafka said all brokers are down: probe them (at most as often as the schedule
+        allows) and tell the link when none takes a connection."""
+        if self._all_down is None or not self._probes.due():
+            return
+        why, self._all_down = self._all_down, None
+        self._probes.probed()
+        if probe_brokers(self._config, min(PROBE_TIMEOUT, max(0.1, deadline - time.monotonic()))) is not None:
+            self._link.unreachable(why)
+
     def _no_ack(self, timeout: float) -> RecordResult:
         brokers = ", ".join(self._config.brokers)
         reason = f"no ack from {brokers} within {timeout:g}s"
@@ -272,7 +293,7 @@ class ConfluentTransport:
         """After a delivery timed out with the brokers up: is the topic unknown to them?"""
         try:
             # Short: brokers that answer do so at once, and a silent one must not delay the outage report.
-            metadata = producer.list_topics(self._config.topic, timeout=0.5)
+            metadata = producer.list_topics(self._config.topic, timeout=_TOPIC_CHECK_TIMEOUT)
         except KafkaException:
             return False
         topic = metadata.topics.get(self._config.topic)

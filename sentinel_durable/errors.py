@@ -197,4 +197,5 @@ class SpoolFullError(SentinelError):
 
 
 class ClientClosedError(SentinelError):
-    """A client method was called after ``close()``."""
+    """A client method was called after ``close()``, or the client closed while ``send(wait=True)``
+    waited (that event stays in the spool, delivered by the next client on its directory)."""

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import backoff
 
 from .config import Config
-from .errors import SendError
+from .errors import SendError, SentinelError
 from .spool import Claim, ClaimedRecord, Spool
-from .transport import Link, Outcome, RecordResult, Transport, create_transport
+from .transport import Link, Outcome, RecordResult, Transport, create_transport, probe_brokers
 
 __all__ = ["DEFAULT_BATCH", "Flusher", "FlusherCounters"]
 
@@ -63,7 +63,11 @@ class DeliveryWaiter:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.error: SendError | None = None
+        self.error: SentinelError | None = None
+
+    def fail(self, error: SentinelError) -> None:
+        self.error = error
+        self.done.set()
 
 
 class Flusher:
@@ -94,6 +98,7 @@ class Flusher:
         self._settled = threading.Condition()  # notified after every batch is settled
         self._waiters: dict[str, DeliveryWaiter] = {}
         self._waiters_lock = threading.Lock()
+        self._waiters_ended: Callable[[str], SentinelError] | None = None  # set by end_waiters()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._random = random.Random()
@@ -137,8 +142,29 @@ class Flusher:
     def register_waiter(self, event_id: str) -> DeliveryWaiter:
         waiter = DeliveryWaiter()
         with self._waiters_lock:
-            self._waiters[event_id] = waiter
+            if self._waiters_ended is not None:
+                waiter.fail(self._waiters_ended(event_id))  # registered after close(): never to be acked here
+            else:
+                self._waiters[event_id] = waiter
         return waiter
+
+    def fail_waiters(self, event_ids: Sequence[str], error: Callable[[str], SentinelError]) -> None:
+        """Resolve the waiters of ``event_ids`` (events that will never be acked) with ``error(event_id)``."""
+        if not self._waiters:
+            return
+        with self._waiters_lock:
+            for event_id in event_ids:
+                waiter = self._waiters.pop(event_id, None)
+                if waiter is not None:
+                    waiter.fail(error(event_id))
+
+    def end_waiters(self, error: Callable[[str], SentinelError]) -> None:
+        """Resolve every waiter, now and registered later, with ``error(event_id)`` (the client closed)."""
+        with self._waiters_lock:
+            self._waiters_ended = error
+            waiters, self._waiters = self._waiters, {}
+        for event_id, waiter in waiters.items():
+            waiter.fail(error(event_id))
 
     def forget_waiter(self, event_id: str) -> None:
         with self._waiters_lock:
@@ -158,9 +184,24 @@ class Flusher:
         return not self._thread.is_alive()
 
     def close_transport(self, timeout: float) -> None:
+        # First the link: a transport closed on the caller's thread (librdkafka serves its
+        # callbacks in that flush) must not touch the counters or log the outage from there.
+        self._link.close()
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close(timeout)
+
+    def recheck_unreachable(self) -> bool:
+        """Whether the brokers are still unreachable, asked again with one probe when they were known
+        to be: the flag turns back only on an ack, and the flusher may sit in a backoff while the
+        brokers are back (``close()`` then delivers with its whole timeout instead of giving up)."""
+        if not self.unreachable:
+            return False
+        if probe_brokers(self._config) is not None:
+            return True
+        logger.debug("a broker takes connections again (%s)", ", ".join(self._config.brokers))
+        self.counters.broker_connected = None  # not known to be down; the next ack says connected
+        return False
 
     # -- the thread -------------------------------------------------------------------------------
 
@@ -254,7 +295,7 @@ class Flusher:
         waiting: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # broker away: not their fault
         failing: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # their fault: attempt counted
         dead: dict[str, list[ClaimedRecord]] = defaultdict(list)
-        unreachable = False
+        unreachable: str | None = None  # the error of a result that says no broker can be reached
         blocked: str | None = None
         max_attempts = max(1, self._config.max_retries)
         for record, result in zip(claim.records, results, strict=True):
@@ -262,7 +303,8 @@ class Flusher:
                 delivered.append(record)
             elif result.outcome is Outcome.RETRY:
                 waiting[result.error].append(record)
-                unreachable = unreachable or result.unreachable
+                if result.unreachable and unreachable is None:
+                    unreachable = result.error or "no broker reachable"
             elif result.outcome is Outcome.BLOCKED:  # the deployment's fault: no attempt counted
                 waiting[result.error].append(record)
                 blocked = blocked or result.error
@@ -293,7 +335,7 @@ class Flusher:
         waiting: dict[str | None, list[ClaimedRecord]],
         failing: dict[str | None, list[ClaimedRecord]],
         dead: dict[str, list[ClaimedRecord]],
-        unreachable: bool,
+        unreachable: str | None,
     ) -> None:
         counters = self.counters
         retried = sum(map(len, waiting.values())) + sum(map(len, failing.values()))
@@ -311,8 +353,8 @@ class Flusher:
             counters.last_error = errors[-1]
         if delivered:
             self._link_changed(True, None)
-        elif unreachable:
-            self._link_changed(False, counters.last_error)
+        elif unreachable is not None:
+            self._link_changed(False, unreachable)  # why the brokers are away, not another record's error
 
     def _link_changed(self, reachable: bool, reason: str | None) -> None:
         """Reachability as the transport (mid-batch) or a settled batch reports it: one WARNING when
@@ -363,8 +405,7 @@ class Flusher:
                 for record in records:
                     waiter = self._waiters.pop(record.event_id, None)
                     if waiter is not None:
-                        waiter.error = _dead_letter_error(error, record)
-                        waiter.done.set()
+                        waiter.fail(_dead_letter_error(error, record))
 
     def _notify_callbacks(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
         """Call the user's on_delivery / on_error; their exceptions are logged and counted, never ours."""

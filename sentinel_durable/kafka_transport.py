@@ -31,8 +31,10 @@ from .spool import ClaimedRecord
 from .transport import (
     DELIVERED,
     PROBE_AFTER,
+    PROBE_TIMEOUT,
     Link,
     Outcome,
+    ProbeSchedule,
     RecordResult,
     TopicSizeLimit,
     login_refused,
@@ -288,6 +290,7 @@ class KafkaPythonTransport:
         self._producer: Any = None
         self._limit = TopicSizeLimit(config, self._read_size_limit)
         self._outage: str | None = None  # why the brokers cannot be reached, as a probe found
+        self._probes = ProbeSchedule()  # while acks are late
         _OURS.transport_started(config.client_library_logs)
         self._closed = False
 
@@ -407,11 +410,13 @@ class KafkaPythonTransport:
             if not acked and any(future.is_done and future.succeeded() for future in futures):
                 acked = True
                 self._outage = None
+                self._probes.acked()
                 self._link.reachable()
             if all(future.is_done for future in futures):
                 return
-            if not acked and time.monotonic() < deadline:
-                outage = probe_brokers(self._config)
+            if not acked and time.monotonic() < deadline and self._probes.due():
+                self._probes.probed()
+                outage = probe_brokers(self._config, min(PROBE_TIMEOUT, max(0.1, deadline - time.monotonic())))
                 if outage is not None:
                     self._outage = outage
                     self._link.unreachable(outage)

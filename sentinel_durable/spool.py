@@ -35,7 +35,7 @@ import time
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -348,7 +348,7 @@ class _SpoolFile:
         "ORDER BY _id LIMIT 1"
     )
     SQL_OLDEST_PENDING_PAGE = (
-        f"SELECT _id, timestamp, length(data) FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} "
+        f"SELECT _id, timestamp, length(data), event_id FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} "
         "ORDER BY _id LIMIT ?"
     )
     SQL_DEAD_LETTERS = (
@@ -623,26 +623,32 @@ class _SpoolFile:
             self.dead_letters += changed
             self.dead_lettered.extend(row_ids)
 
-    def drop_oldest_pending(self, nbytes: int, older_than: float | None = None) -> int:
+    def drop_oldest_pending(
+        self, nbytes: int, older_than: float | None = None, event_ids: list[str] | None = None
+    ) -> int:
         """Delete the oldest pending rows, up to ``nbytes`` of them (or those spooled before
-        ``older_than``), in one transaction; returns how many. Rows claimed meanwhile are untouched."""
+        ``older_than``), in one transaction; returns how many, and adds their ids to ``event_ids``.
+        Rows claimed meanwhile are untouched."""
         with self.lock:
             if self.closed:
                 return 0
             with self._transaction() as cursor:
-                doomed: list[tuple[int]] = []
+                doomed: list[tuple[int, str]] = []
                 freed = 0
                 page = cursor.execute(self.SQL_OLDEST_PENDING_PAGE, (self.cursor, 10_000)).fetchall()
-                for row_id, spooled_at, size in page:
+                for row_id, spooled_at, size, event_id in page:
                     if older_than is not None and spooled_at >= older_than:
                         break  # spool order is time order: the rest are younger
-                    doomed.append((row_id,))
+                    doomed.append((row_id, event_id))
                     freed += size + ROW_OVERHEAD
                     if older_than is None and freed >= nbytes:
                         break
                 removed = 0
-                for row in doomed:
-                    removed += cursor.execute(self.SQL_DELETE_PENDING, row).rowcount
+                for row_id, event_id in doomed:
+                    deleted = cursor.execute(self.SQL_DELETE_PENDING, (row_id,)).rowcount
+                    removed += deleted
+                    if deleted and event_ids is not None:
+                        event_ids.append(event_id)
             self.pending -= removed
             return removed
 
@@ -1179,6 +1185,9 @@ class Spool:
         self.write_timeout = write_timeout
         self.async_interval = batch_timeout or self.ASYNC_DEFAULT_INTERVAL
         self.dropped: Counter[str] = Counter()
+        #: ``on_drop(reason, event_ids)``: told of the pending events dropped by ``drop_oldest`` or
+        #: ``max_event_age`` (the client resolves a ``send(wait=True)`` waiting for one of them).
+        self.on_drop: Callable[[str, Sequence[str]], None] | None = None
         self.quarantined: list[str] = []
         self._closed = False
         self._init_process_state()
@@ -1597,9 +1606,10 @@ class Spool:
 
     def _drop_oldest(self, incoming: int) -> None:
         dropped = 0
+        event_ids: list[str] = []
         while self._measure_used() + incoming > self.max_spool_bytes:
             need = self._used_estimate + incoming - self.max_spool_bytes
-            removed = self._delete_oldest_pending(need)
+            removed = self._delete_oldest_pending(need, event_ids)
             if removed == 0:
                 raise SpoolFullError(
                     "spool is full of events in flight or dead-lettered; nothing pending to drop",
@@ -1607,11 +1617,11 @@ class Spool:
                     max_spool_bytes=self.max_spool_bytes,
                 )
             dropped += removed
-        self._count_drop("overflow_oldest", dropped)
+        self._count_drop("overflow_oldest", dropped, event_ids)
 
-    def _delete_oldest_pending(self, nbytes: int) -> int:
+    def _delete_oldest_pending(self, nbytes: int, event_ids: list[str] | None = None) -> int:
         for spool_file in self._files():
-            removed = spool_file.drop_oldest_pending(nbytes)
+            removed = spool_file.drop_oldest_pending(nbytes, event_ids=event_ids)
             if removed:
                 return removed
         return 0
@@ -1623,18 +1633,21 @@ class Spool:
             return 0
         cutoff = time.time() - self.max_event_age
         total = 0
+        event_ids: list[str] = []
         for spool_file in self._files():
-            while removed := spool_file.drop_oldest_pending(0, older_than=cutoff):
+            while removed := spool_file.drop_oldest_pending(0, older_than=cutoff, event_ids=event_ids):
                 total += removed
         if total:
-            self._count_drop("expired", total)
+            self._count_drop("expired", total, event_ids)
             self._rows_left()
         return total
 
-    def _count_drop(self, reason: str, count: int) -> None:
+    def _count_drop(self, reason: str, count: int, event_ids: Sequence[str] = ()) -> None:
         if count:
             self.dropped[reason] += count
             logger.warning("dropped %d events from the spool (%s)", count, reason)
+        if event_ids and self.on_drop is not None:
+            self.on_drop(reason, event_ids)
 
     # -- draining ------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import queue
 import socket
 import threading
 import time
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Link",
     "Outcome",
+    "ProbeSchedule",
     "RecordResult",
     "TopicSizeLimit",
     "Transport",
@@ -68,7 +71,10 @@ DELIVERED = RecordResult(Outcome.DELIVERED)
 
 #: How long a transport waits for acks before it checks whether the brokers still take connections.
 PROBE_AFTER = 0.5
-#: A broker that takes this long to accept a TCP connection counts as not answering.
+#: While acks stay late, the checks space out (doubling from PROBE_AFTER) up to this interval.
+PROBE_MAX_INTERVAL = 8.0
+#: A broker that takes this long to accept a TCP connection counts as not answering; one probe of
+#: every broker (name lookups included) is over within it.
 PROBE_TIMEOUT = 1.0
 
 
@@ -77,29 +83,50 @@ class Link:
 
     A batch can wait ``write_timeout`` for its acks; ``stats()`` and the outage warning must not
     wait that long to learn that the brokers refuse connections, nor the recovery for the last
-    ack of a batch. The flusher passes one to the transport it creates; every call is made on
-    the flusher thread. ``abandoned`` is set by ``close()`` once the brokers are known to be
+    ack of a batch. The flusher passes one to the transport it creates; calls come from the
+    flusher thread. ``abandoned`` is set by ``close()`` once the brokers are known to be
     unreachable: a transport stops waiting for acks that are not coming (the events stay on disk).
+    Once ``close()``d the link says nothing more: a transport closed on the caller's thread
+    (librdkafka serves its callbacks in that ``flush``) cannot reach the flusher's state.
     """
 
     def __init__(self, changed: Callable[[bool, str | None], None] | None = None) -> None:
         self._changed = changed
         self.abandoned = threading.Event()
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        """From now on, ``reachable`` and ``unreachable`` do nothing."""
+        self._closed.set()
 
     def reachable(self) -> None:
         """A broker acked a record."""
-        if self._changed is not None:
+        if self._changed is not None and not self._closed.is_set():
             self._changed(True, None)
 
     def unreachable(self, reason: str) -> None:
         """No broker can be reached, for ``reason`` (which names the broker addresses)."""
-        if self._changed is not None:
+        if self._changed is not None and not self._closed.is_set():
             self._changed(False, reason)
 
 
 def _host_port(broker: str) -> tuple[str, int]:
     host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "9092")
     return host.strip("[]"), int(port)
+
+
+#: Brokers whose last probe has not ended yet (a name lookup can hang past any timeout): not probed again meanwhile.
+_PROBING: set[str] = set()
+_PROBING_LOCK = threading.Lock()
+
+
+def _forget_probes_in_child() -> None:
+    global _PROBING_LOCK
+    _PROBING_LOCK = threading.Lock()  # a fork may have been taken while a probe thread held it
+    _PROBING.clear()  # the threads of those probes do not exist in the child
+
+
+os.register_at_fork(after_in_child=_forget_probes_in_child)
 
 
 def probe_brokers(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -109,17 +136,73 @@ def probe_brokers(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
     its whole bootstrap timeout when nobody answers) and while acks are late: a refused or
     unroutable connection is known in milliseconds. A broker that accepts and then says nothing
     passes; that outage shows when the batch's ``write_timeout`` runs out.
+
+    Every broker is probed at once, each on a short-lived thread (``getaddrinfo`` takes no
+    timeout), and the answer comes within ``timeout`` however many brokers there are and
+    however slow their name lookups are: a probe still running then counts as no answer.
     """
-    reasons = []
-    for broker in config.brokers:
+    limit = min(timeout, config.write_timeout)
+    answers: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
+    reasons: dict[str, str] = {}
+
+    def probe(broker: str) -> None:
         try:
-            socket.create_connection(_host_port(broker), timeout=min(timeout, config.write_timeout)).close()
+            try:
+                socket.create_connection(_host_port(broker), timeout=limit).close()
+                answers.put((broker, None))
+            except TimeoutError:
+                answers.put((broker, f"{broker}: no answer to a TCP connection within {limit:g}s"))
+            except OSError as exc:
+                answers.put((broker, f"{broker}: {exc.strerror or exc}"))
+        finally:
+            with _PROBING_LOCK:
+                _PROBING.discard(broker)
+
+    started = 0
+    for broker in dict.fromkeys(config.brokers):
+        with _PROBING_LOCK:
+            if broker in _PROBING:
+                reasons[broker] = f"{broker}: its last probe (name lookup or TCP connection) has not ended"
+                continue
+            _PROBING.add(broker)
+        # A daemon, never joined: it ends within `limit` once connecting, but a name lookup may hang.
+        threading.Thread(target=probe, args=(broker,), name="sentinel-durable-probe", daemon=True).start()
+        started += 1
+    deadline = time.monotonic() + limit
+    for _ in range(started):
+        try:
+            broker, reason = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if reason is None:
             return None
-        except TimeoutError:
-            reasons.append(f"{broker}: no answer to a TCP connection within {timeout:g}s")
-        except OSError as exc:
-            reasons.append(f"{broker}: {exc.strerror or exc}")
-    return "; ".join(reasons)
+        reasons[broker] = reason
+    return "; ".join(
+        reasons.get(broker, f"{broker}: no answer (name lookup or TCP connection) within {limit:g}s")
+        for broker in dict.fromkeys(config.brokers)
+    )
+
+
+class ProbeSchedule:
+    """When a transport waiting for late acks probes the brokers again: at most once per
+    ``PROBE_AFTER`` at first, then twice as far apart each time up to ``PROBE_MAX_INTERVAL``
+    (brokers that are merely slow get one extra TCP connection now and then, not two a second),
+    and from the start again after the next ack. Used from the flusher thread only."""
+
+    def __init__(self) -> None:
+        self._interval = PROBE_AFTER
+        self._next = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def probed(self) -> None:
+        self._next = time.monotonic() + self._interval
+        self._interval = min(self._interval * 2, PROBE_MAX_INTERVAL)
+
+    def acked(self) -> None:
+        self._interval = PROBE_AFTER
+        self._next = 0.0
 
 
 class Transport(Protocol):

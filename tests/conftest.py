@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -143,6 +145,45 @@ def broker_on_port(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPat
 @pytest.fixture
 def topic(request: pytest.FixtureRequest) -> str:
     return "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name)[:200]
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every test that makes its client with ``make_client`` runs against both transports."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_client(spool_dir: Path, topic: str, transport: str) -> Iterator[Any]:
+    """``make_client(brokers, **options)``: a client of the test's transport, spool and topic, with
+    quick retries; every one made is closed at the end of the test (all of them, even if one fails)."""
+    with contextlib.ExitStack() as closing:
+
+        def make(brokers: str, **options: Any) -> sentinel.Client:
+            options.setdefault("transport", transport)
+            options.setdefault("spool_dir", spool_dir)
+            options.setdefault("retry_backoff", 0.05)
+            options.setdefault("max_retry_backoff", 0.5)
+            options.setdefault("write_timeout", 5.0)
+            client = sentinel.Client(brokers=[brokers], topic=topic, **options)
+            closing.callback(client.close, timeout=2)
+            return client
+
+        yield make
+
+
+@pytest.fixture
+def refused_broker() -> Iterator[str]:
+    """An address that refuses connections for the whole test: a port kept bound, never listening
+    (so that no other process can take it meanwhile)."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{bound.getsockname()[1]}"
 
 
 # --- chaos: kills per run, the seed, and the closing lines -------------------------------------

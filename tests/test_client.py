@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +25,6 @@ from sentinel_durable.testing import wait_until
 PROGRAMS = Path(__file__).parent / "programs"
 #: How each transport names a record larger than the broker takes.
 TOO_LARGE = re.compile(r"MessageSizeTooLarge|MSG_SIZE_TOO_LARGE")
-
-
-@pytest.fixture
-def spool_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture(params=["kafka-python", "confluent"])
-def transport(request: pytest.FixtureRequest) -> str:
-    """Every test that makes its client with ``make_client`` runs against both transports."""
-    return str(request.param)
-
-
-@pytest.fixture
-def make_client(spool_dir: Path, topic: str, transport: str) -> Iterator[Any]:
-    clients: list[sentinel.Client] = []
-
-    def make(brokers: str, **options: Any) -> sentinel.Client:
-        options.setdefault("transport", transport)
-        options.setdefault("spool_dir", spool_dir)
-        options.setdefault("retry_backoff", 0.05)
-        options.setdefault("max_retry_backoff", 0.5)
-        options.setdefault("write_timeout", 5.0)
-        client = sentinel.Client(brokers=[brokers], topic=topic, **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close(timeout=2)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ Timing targets are checked as deadlines on conditions: a refused connection show
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -29,40 +30,6 @@ from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
 from sentinel_durable.testing import EmbeddedBroker, wait_until
-
-
-@pytest.fixture
-def spool_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest.fixture(params=["kafka-python", "confluent"])
-def transport(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make_client(spool_dir: Path, topic: str, transport: str) -> Iterator[Any]:
-    clients: list[sentinel.Client] = []
-
-    def make(brokers: str, **options: Any) -> sentinel.Client:
-        options.setdefault("transport", transport)
-        options.setdefault("spool_dir", spool_dir)
-        options.setdefault("retry_backoff", 0.05)
-        options.setdefault("max_retry_backoff", 0.5)
-        client = sentinel.Client(brokers=[brokers], topic=topic, **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close(timeout=2)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -98,11 +65,30 @@ def seconds_until(condition: Any, limit: float, description: str) -> float:
     return time.monotonic() - started
 
 
+class AckTimes:
+    """An ``on_delivery`` hook noting when batches are acked: the recovery target counts from the first ack."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, event_ids: list[str]) -> None:
+        self.times.append(time.monotonic())
+
+    def clear(self) -> None:
+        self.times.clear()
+
+    def assert_recovery_shown_within_1s_of_the_first_ack(self, client: sentinel.Client) -> None:
+        wait_until(lambda: self.times, 60, description="the first ack after the outage")
+        wait_until(lambda: client.stats().broker_connected is True, 5, description="stats() to show the recovery")
+        late = time.monotonic() - self.times[0]
+        assert late <= 1.0, f"stats() showed the recovery {late:.2f}s after the first ack"  # at the latest
+
+
 # --- point 8: the outage shows when it happens --------------------------------------------------------
 
 
-def test_refused_connection_shows_in_stats_within_2s(make_client: Any) -> None:
-    address = f"127.0.0.1:{closed_port()}"
+def test_refused_connection_shows_in_stats_within_2s(make_client: Any, refused_broker: str) -> None:
+    address = refused_broker
     client = make_client(address, write_timeout=10)
     track(client)  # the first attempt starts now
     seconds_until(lambda: client.stats().broker_connected is False, 2.0, "stats() to show the refused connection")
@@ -123,11 +109,13 @@ def test_cut_shows_at_once_and_the_first_ack_ends_it(
 ) -> None:
     """The edge app's case: connected, then the network is cut while events keep coming."""
     assert broker.proxy is not None
-    client = make_client(broker.bootstrap_servers, write_timeout=10)
+    acks = AckTimes()
+    client = make_client(broker.bootstrap_servers, write_timeout=10, on_delivery=acks)
     track(client)
     assert client.flush(timeout=30)
     assert client.stats().broker_connected is True
     with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+        acks.clear()
         broker.proxy.cut()
         track(client, 5)
         seconds_until(lambda: client.stats().broker_connected is False, 2.0, "stats() to show the cut")
@@ -135,9 +123,7 @@ def test_cut_shows_at_once_and_the_first_ack_ends_it(
         assert len(warnings) == 1, [r.getMessage() for r in caplog.records]  # logged as the outage starts
         assert broker.bootstrap_servers in warnings[0].getMessage()
         broker.proxy.restore()
-        # The first ack: a record of the backlog is in the topic; stats() says so within 1 s of it.
-        broker.read_topic(topic, expected=2, timeout=60)
-        seconds_until(lambda: client.stats().broker_connected is True, 1.0, "stats() to show the recovery")
+        acks.assert_recovery_shown_within_1s_of_the_first_ack(client)
         assert client.stats().last_error is None  # cleared once the outage is over
         assert client.flush(timeout=30)
     ours = [r for r in caplog.records if r.name.startswith("sentinel_durable")]
@@ -154,10 +140,12 @@ def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it
     still accepts new ones), and answers again (SIGCONT)."""
     with EmbeddedBroker(with_proxy=True) as broker:
         assert broker.pid is not None
-        client = make_client(broker.bootstrap_servers, write_timeout=3)
+        acks = AckTimes()
+        client = make_client(broker.bootstrap_servers, write_timeout=3, on_delivery=acks)
         track(client)
         assert client.flush(timeout=30)
         with caplog.at_level(logging.INFO, logger="sentinel_durable"):
+            acks.clear()
             os.kill(broker.pid, signal.SIGSTOP)
             try:
                 track(client, 5)
@@ -169,13 +157,15 @@ def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it
                 assert broker.bootstrap_servers in (client.stats().last_error or "")
             finally:
                 os.kill(broker.pid, signal.SIGCONT)
+            acks.assert_recovery_shown_within_1s_of_the_first_ack(client)
             broker.read_topic(topic, expected=2, timeout=60)
-            seconds_until(lambda: client.stats().broker_connected is True, 1.0, "stats() to show the recovery")
             assert client.flush(timeout=30)
 
 
-def test_wait_on_a_refused_broker_is_a_delivery_timeout_caused_by_the_connection(make_client: Any) -> None:
-    address = f"127.0.0.1:{closed_port()}"
+def test_wait_on_a_refused_broker_is_a_delivery_timeout_caused_by_the_connection(
+    make_client: Any, refused_broker: str
+) -> None:
+    address = refused_broker
     client = make_client(address, write_timeout=10)
     with pytest.raises(sentinel.DeliveryTimeoutError) as caught:
         client.send(build(), wait=True, timeout=3)  # the first send: the outage is found during the wait
@@ -250,8 +240,10 @@ def library_lines(lines: list[str]) -> list[str]:
     return [line for line in lines if ":kafka" in line or "librdkafka" in line]
 
 
-def test_offline_script_logs_one_warning_and_nothing_from_the_kafka_library(transport: str, tmp_path: Path) -> None:
-    lines = run_offline(f"127.0.0.1:{closed_port()}", tmp_path, transport, 3, library_logs=False)
+def test_offline_script_logs_one_warning_and_nothing_from_the_kafka_library(
+    transport: str, tmp_path: Path, refused_broker: str
+) -> None:
+    lines = run_offline(refused_broker, tmp_path, transport, 3, library_logs=False)
     assert len(lines) == 1, "\n".join(lines)
     assert lines[0].startswith("WARNING:sentinel_durable"), lines
     assert "unreachable" in lines[0]
@@ -306,8 +298,10 @@ def test_the_applications_own_kafka_python_logs_are_untouched() -> None:
 
 
 @pytest.mark.parametrize("bad", [math.nan, -1.0, -0.001])
-def test_nan_or_negative_timeouts_are_a_value_error_naming_the_parameter(make_client: Any, bad: float) -> None:
-    client = make_client(f"127.0.0.1:{closed_port()}", transport="kafka-python")
+def test_nan_or_negative_timeouts_are_a_value_error_naming_the_parameter(
+    make_client: Any, refused_broker: str, bad: float
+) -> None:
+    client = make_client(refused_broker, transport="kafka-python")
     calls = {
         "flush": lambda: client.flush(timeout=bad),
         "send": lambda: client.send(build(), wait=True, timeout=bad),
@@ -360,9 +354,9 @@ def test_shutdown_timeout_none_is_no_limit_and_nan_is_refused() -> None:
 
 
 def test_close_with_the_broker_known_unreachable_returns_at_once_and_keeps_the_events(
-    make_client: Any, spool_dir: Path, caplog: pytest.LogCaptureFixture
+    make_client: Any, refused_broker: str, spool_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = make_client(f"127.0.0.1:{closed_port()}", write_timeout=10)
+    client = make_client(refused_broker, write_timeout=10)
     sent = track(client, 50)
     wait_until(lambda: client.stats().broker_connected is False, 10, description="the outage")
     with caplog.at_level(logging.INFO, logger="sentinel_durable"):
@@ -374,3 +368,299 @@ def test_close_with_the_broker_known_unreachable_returns_at_once_and_keeps_the_e
     assert lines == [f"closed with Kafka unreachable ({client.config.brokers[0]}): 50 events stay in the spool"
                      " for the next start"], lines  # fmt: skip
     assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
+
+
+# --- round 2: a waiter always ends, a stale outage is checked, probes are bounded -------------------------
+
+
+class WaitingSend:
+    """``client.send(event, wait=True, timeout=None)`` on a thread of its own; what it raised."""
+
+    def __init__(self, client: sentinel.Client) -> None:
+        self.event = build()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(client,), name="test-waiting-send", daemon=True)
+        self.thread.start()
+
+    def _run(self, client: sentinel.Client) -> None:
+        try:
+            client.send(self.event, wait=True, timeout=None)
+        except BaseException as exc:
+            self.error = exc
+
+    def ended_within(self, seconds: float) -> bool:
+        self.thread.join(seconds)
+        return not self.thread.is_alive()
+
+
+def test_close_ends_a_send_waiting_without_limit(make_client: Any, refused_broker: str, spool_dir: Path) -> None:
+    client = make_client(refused_broker, write_timeout=10)
+    waiting = WaitingSend(client)
+    wait_until(lambda: client.stats().broker_connected is False, 10, description="the outage")
+    client.close(timeout=2)
+    assert waiting.ended_within(5), "send(wait=True, timeout=None) still waits after close()"
+    assert isinstance(waiting.error, sentinel.ClientClosedError), repr(waiting.error)
+    assert "stays in the spool" in str(waiting.error)
+    assert [event["event_id"] for event in drain_all(spool_dir)] == [waiting.event.event_id]  # kept on disk
+
+
+def test_close_ends_an_async_send_waiting_without_limit(refused_broker: str, spool_dir: Path, topic: str) -> None:
+    async def scenario() -> BaseException | None:
+        aio = sentinel.AsyncClient(brokers=[refused_broker], topic=topic, spool_dir=spool_dir, write_timeout=10,
+                                   retry_backoff=0.05, max_retry_backoff=0.5)  # fmt: skip
+        await aio.open()
+        sending = asyncio.ensure_future(aio.send(build(), wait=True, timeout=None))
+        deadline = time.monotonic() + 10
+        while (await aio.stats()).broker_connected is not False:
+            assert time.monotonic() < deadline, "the outage did not show"
+            await asyncio.sleep(0.05)
+        await aio.close(timeout=2)
+        try:
+            await asyncio.wait_for(sending, 5)
+        except TimeoutError:
+            raise AssertionError("AsyncClient.send(wait=True, timeout=None) still waits after close()") from None
+        except Exception as exc:
+            return exc
+        return None
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, sentinel.ClientClosedError), repr(error)
+    assert len(drain_all(spool_dir)) == 1
+
+
+def test_a_send_waiting_for_an_event_dropped_by_drop_oldest_ends_with_spool_full(
+    refused_broker: str, spool_dir: Path, topic: str
+) -> None:
+    client = sentinel.Client(brokers=[refused_broker], topic=topic, spool_dir=spool_dir, overflow="drop_oldest",
+                             max_message_bytes=1024, max_spool_bytes=(1024 + (64 << 10)), retry_backoff=0.05,
+                             max_retry_backoff=0.5, write_timeout=10)  # fmt: skip
+    try:
+        waiting = WaitingSend(client)
+        wait_until(lambda: client.stats().spooled + client.stats().in_flight == 1, 10, description="the event spooled")
+
+        def dropped() -> bool:
+            track(client, 20)  # newer events, until the spool makes room by dropping the oldest
+            return waiting.ended_within(0)
+
+        wait_until(dropped, 30, description="the waiting event to be dropped")
+        assert isinstance(waiting.error, sentinel.SpoolFullError), repr(waiting.error)
+        assert waiting.event.event_id in str(waiting.error)
+        assert client.stats().dropped.get("overflow_oldest", 0) > 0
+    finally:
+        client.close(timeout=1)
+
+
+def test_a_send_waiting_for_an_event_expired_by_max_event_age_ends_with_a_send_error(
+    refused_broker: str, spool_dir: Path, topic: str
+) -> None:
+    client = sentinel.Client(brokers=[refused_broker], topic=topic, spool_dir=spool_dir, max_event_age=0.5,
+                             retry_backoff=0.05, max_retry_backoff=0.5, write_timeout=10)  # fmt: skip
+    try:
+        waiting = WaitingSend(client)
+        # Expiry runs with the flusher's housekeeping, every HOUSEKEEPING_INTERVAL (10 s).
+        assert waiting.ended_within(30), "send(wait=True, timeout=None) still waits for an expired event"
+        assert isinstance(waiting.error, sentinel.SendError), repr(waiting.error)
+        assert "max_event_age" in str(waiting.error)
+        assert client.stats().dropped.get("expired") == 1
+    finally:
+        client.close(timeout=1)
+
+
+def test_close_after_the_broker_came_back_delivers_though_the_outage_was_known(
+    broker: BrokerUnderTest, make_client: Any, topic: str, spool_dir: Path
+) -> None:
+    """The broker is back, but nothing has been acked since the outage began, so the client still
+    believes it unreachable (the flusher backs off between attempts): close() checks, and delivers."""
+    assert broker.proxy is not None
+    client = make_client(broker.bootstrap_servers, write_timeout=3)
+    track(client)
+    assert client.flush(timeout=30)
+    broker.proxy.cut()
+    sent = track(client, 20)
+    wait_until(lambda: client.stats().broker_connected is False, 10, description="the outage")
+    wait_until(lambda: client.stats().retries >= 20, 10, description="the batch to be put back")  # and retried
+    broker.proxy.restore()
+    assert client.stats().broker_connected is False  # nothing acked since: the flag is stale
+    client.close(timeout=15)
+    assert client.stats().delivered == 21, client.stats()
+    ids = {dict(record.headers)["event_id"].decode() for record in broker.read_topic(topic, expected=21, timeout=30)}
+    assert set(sent) <= ids
+    assert drain_all(spool_dir) == []
+
+
+@pytest.fixture
+def unanswering_brokers() -> Iterator[list[str]]:
+    """Four addresses whose TCP handshake never completes: listeners with a full accept queue drop SYNs."""
+    with contextlib.ExitStack() as stack:
+        addresses = []
+        for _ in range(4):
+            listener = stack.enter_context(socket.socket())
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            port = listener.getsockname()[1]
+            for _ in range(3):  # fill the queue (connections that complete but are never accepted)
+                filler = stack.enter_context(socket.socket())
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+            addresses.append(f"127.0.0.1:{port}")
+        # The queue is full once a further connection gets no answer.
+        wait_until(lambda: _connect_times_out(addresses[-1]), 5, description="the accept queues to fill")
+        yield addresses
+
+
+def _connect_times_out(address: str) -> bool:
+    host, port = address.split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=0.2).close()
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def test_a_probe_of_many_brokers_that_never_answer_ends_within_one_probe_timeout(
+    unanswering_brokers: list[str],
+) -> None:
+    """The flusher thread probes while acks are late: four brokers that never answer cost one probe
+    timeout (1 s), not one each."""
+    from sentinel_durable.transport import PROBE_TIMEOUT, probe_brokers
+
+    config = sentinel.Config(brokers=unanswering_brokers, topic="t")
+    started = time.monotonic()
+    outage = probe_brokers(config)
+    elapsed = time.monotonic() - started
+    assert outage is not None
+    assert all(address in outage for address in unanswering_brokers), outage
+    assert elapsed < PROBE_TIMEOUT + 1.0, f"probing 4 brokers took {elapsed:.2f}s"
+
+
+def test_closing_the_confluent_transport_reports_no_outage_after_the_close(
+    broker: BrokerUnderTest, spool_dir: Path, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """librdkafka serves its callbacks in the flush that close() makes on the caller's thread: an outage
+    it learnt of meanwhile must not reach the flusher's counters or log from there, after the close."""
+    assert broker.proxy is not None
+    client = sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir,
+                             transport="confluent", retry_backoff=0.05, max_retry_backoff=0.5)  # fmt: skip
+    track(client)
+    assert client.flush(timeout=30)
+    with caplog.at_level(logging.DEBUG, logger="sentinel_durable"):
+        broker.proxy.cut()  # the idle producer's connections close; librdkafka queues its errors
+        wait_until(lambda: broker.proxy.open_connections == 0, 5, description="the connections to close")
+        client.close(timeout=3)
+    # The outage was not known when close() began: a closed client does not report it afterwards.
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [], [(r.threadName, r.getMessage()) for r in warnings]
+    assert client.stats().broker_connected is True  # as it was when the client closed
+
+
+class _MixedBatch:
+    """A batch in which the brokers are away for one record and another fails for a reason of its
+    own: a real broker cannot be made to answer so, hence this scripted transport."""
+
+    OUTAGE = "127.0.0.1:1: Connection refused"
+    OWN_FAULT = "the record's own fault (an invalid timestamp)"
+
+    def deliver(self, records: Any, timeout: float) -> list[Any]:
+        from sentinel_durable.transport import Outcome, RecordResult
+
+        outcomes = [RecordResult(Outcome.RETRY, self.OUTAGE, unreachable=True),
+                    RecordResult(Outcome.FAILED, self.OWN_FAULT)]  # fmt: skip
+        return [outcomes[index % 2] for index in range(len(records))]
+
+    def close(self, timeout: float) -> None:
+        pass
+
+
+def test_the_outage_warning_names_the_outage_not_another_records_error(
+    spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sentinel_durable.flusher import Flusher
+    from sentinel_durable.spool import Spool, SpoolRecord
+
+    config = sentinel.Config(brokers=["127.0.0.1:1"], topic="t", spool_dir=spool_dir, retry_backoff=0.05,
+                             max_retry_backoff=0.5)  # fmt: skip
+    with Spool(spool_dir, topic="t") as spool:
+        spool.put_many([SpoolRecord.from_event(build()) for _ in range(2)])
+        spool.commit_buffered()
+        flusher = Flusher(config, spool, lambda _config, _link: _MixedBatch())
+        with caplog.at_level(logging.WARNING, logger="sentinel_durable"):
+            flusher.start()
+            try:
+                wait_until(lambda: flusher.unreachable, 10, description="the outage")
+            finally:
+                flusher.stop(0)
+    (warning,) = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert _MixedBatch.OUTAGE in warning, warning
+    assert _MixedBatch.OWN_FAULT not in warning, warning
+
+
+class CountingForwarder:
+    """Forwards TCP connections to ``target`` and counts them: what a broker sees of the probes
+    (the client bootstraps through it; the broker's metadata then sends the producer elsewhere)."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self.accepted = 0
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, name="test-forwarder", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self._target, timeout=5)
+            except OSError:
+                return  # closed
+            self.accepted += 1
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                pump = threading.Thread(target=self._pump, args=(source, sink), name="test-forwarder-pump", daemon=True)
+                pump.start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._thread.join(5)
+
+
+def test_late_acks_from_a_broker_that_takes_connections_are_probed_ever_less_often(
+    spool_dir: Path, topic: str
+) -> None:
+    """A broker that is slow (here: stopped, while its kernel still takes connections) is not sent a
+    TCP connection every 0.5 s while its acks are late: the probes space out (0.5, 1, 2, 4 s...)."""
+    with EmbeddedBroker(with_proxy=True) as broker:
+        assert broker.pid is not None
+        forwarder = CountingForwarder(broker.bootstrap_servers)
+        client = sentinel.Client(brokers=[forwarder.address], topic=topic, spool_dir=spool_dir, write_timeout=6,
+                                 transport="kafka-python", retry_backoff=0.05, max_retry_backoff=0.5)  # fmt: skip
+        try:
+            track(client)
+            assert client.flush(timeout=30)
+            before, retries = forwarder.accepted, client.stats().retries
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                track(client, 5)
+                # One batch waits its whole write_timeout (6 s) for acks, then is put back.
+                wait_until(lambda: client.stats().retries >= retries + 5, 20, description="the batch to time out")
+                probes = forwarder.accepted - before
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            assert 1 <= probes <= 5, f"{probes} probe connections while one batch's acks were late for 6 s"
+        finally:
+            client.close(timeout=2)
+            forwarder.close()
