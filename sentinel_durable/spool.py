@@ -1014,12 +1014,18 @@ class _Backlog(NamedTuple):
     disk_bytes: int
 
 
+#: How long a read-only count of an orphan waits for a lock: long enough for our own adoption
+#: pass's short writes (a WAL reader is refused while the file is opened or its claims reset),
+#: far below a busy_timeout, so a file another tool holds locked never stalls stats().
+_BACKLOG_READ_WAIT = 0.25
+
+
 def _read_backlog(path: Path) -> _Backlog | None:
-    """An orphan's counts, read-only and without waiting; None when they cannot be read now."""
+    """An orphan's counts, read-only, waiting at most ``_BACKLOG_READ_WAIT``; None when they cannot be read now."""
     try:
         size = sum(os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm")
                    if os.path.exists(f"{path}{suffix}"))  # fmt: skip
-        with _reader(path, busy_timeout=0.0) as connection:
+        with _reader(path, busy_timeout=_BACKLOG_READ_WAIT) as connection:
             if connection.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
                 return None  # left alone by adoption
             if not _has_schema(connection):
