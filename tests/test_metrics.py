@@ -87,7 +87,9 @@ def test_prometheus_scrape_shows_the_counters_moving(broker: EmbeddedBroker, mak
 
     broker.proxy.cut()
     track(client, 20)
-    wait_until(lambda: client.stats().broker_connected is False, 30, description="the outage to be noticed")
+    # The outage shows the moment a probe fails; the failed attempt is counted when its batch settles.
+    wait_until(lambda: (lambda s: s.broker_connected is False and s.errors >= 1)(client.stats()), 30,
+               description="the outage to be noticed and its failed attempt counted")  # fmt: skip
     during = scrape(registry)
     assert value(during, "spooled", topic=topic) + value(during, "in_flight", topic=topic) == 20  # type: ignore[operator]
     assert value(during, "delivered_total", topic=topic) == 0

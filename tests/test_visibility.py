@@ -285,12 +285,15 @@ def test_the_applications_own_kafka_python_logs_are_untouched() -> None:
     handler = Keep(logging.WARNING)
     kafka_logger = logging.getLogger("kafka.net.manager")
     kafka_logger.addHandler(handler)
+    level = kafka_logger.level
+    kafka_logger.setLevel(logging.WARNING)  # the application's own choice, whatever ran before
     try:
         thread = threading.Thread(target=kafka_logger.warning, args=("the application's own line",), name="app")
         thread.start()
         thread.join()
     finally:
         kafka_logger.removeHandler(handler)
+        kafka_logger.setLevel(level)
     assert [r.getMessage() for r in seen] == ["the application's own line"]
 
 
