@@ -12,6 +12,7 @@ from .client import Client
 from .config import Config
 from .errors import (
     BrokerConnectionError,
+    BrokerUnreachableError,
     ClientClosedError,
     ConfigError,
     DeliveryTimeoutError,
@@ -27,6 +28,7 @@ from .stats import Stats
 __all__ = [
     "AsyncClient",
     "BrokerConnectionError",
+    "BrokerUnreachableError",
     "Client",
     "ClientClosedError",
     "Config",

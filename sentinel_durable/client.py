@@ -23,6 +23,7 @@ from .config import Config
 from .crypto import SpoolCipher, parse_key
 from .errors import (
     BrokerConnectionError,
+    BrokerUnreachableError,
     ClientClosedError,
     ConfigError,
     DeliveryTimeoutError,
@@ -240,7 +241,8 @@ class Client:
 
     def _delivery_timeout(self, event_id: str, limit: float) -> DeliveryTimeoutError:
         """The error of a wait that ran out: always a DeliveryTimeoutError (what happened to the call),
-        with the reason as its message and, when no broker is reachable, as its cause."""
+        with the reason in its message; when no broker is reachable, a BrokerUnreachableError (also a
+        BrokerConnectionError) caused by the BrokerConnectionError that says why."""
         counters = self._flusher.counters
         if self._flusher.blocked:
             refused = f"event {event_id} not acked: Kafka refuses the events ({counters.last_error})"
@@ -248,9 +250,10 @@ class Client:
         if not self._flusher.unreachable:
             return DeliveryTimeoutError(f"event {event_id} not acked", timeout=limit, pending=1)
         cause = BrokerConnectionError(f"no broker reachable: {counters.last_error}", brokers=self._config.brokers)
-        error = DeliveryTimeoutError(
-            f"event {event_id} not acked: no broker reachable ({counters.last_error})", timeout=limit, pending=1
-        )
+        error = BrokerUnreachableError(
+            f"event {event_id} not acked: no broker reachable ({counters.last_error})",
+            timeout=limit, pending=1, brokers=self._config.brokers,
+        )  # fmt: skip
         error.__cause__ = cause
         return error
 

@@ -6,8 +6,9 @@ The hierarchy, drawn as a tree (builtin bases in brackets)::
     ├── ValidationError        [ValueError]       an event breaks a rule of the wire format; nothing spooled
     ├── ConfigError            [ValueError]       a bad option or SENTINEL_* environment value
     ├── SendError                                 a send that waits for delivery failed for good
-    ├── BrokerConnectionError  [ConnectionError]  no broker reachable: the cause of a DeliveryTimeoutError
+    ├── BrokerConnectionError  [ConnectionError]  no broker reachable
     ├── DeliveryTimeoutError   [TimeoutError]     a wait for delivery ran past its timeout
+    │   └── BrokerUnreachableError (also a BrokerConnectionError)  ... while no broker was reachable
     ├── SpoolFullError                            the spool cannot take the event now (size bound, disk, writer behind)
     └── ClientClosedError                         a call on a closed client
 
@@ -23,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "BrokerConnectionError",
+    "BrokerUnreachableError",
     "ClientClosedError",
     "ConfigError",
     "DeliveryTimeoutError",
@@ -158,8 +160,10 @@ class BrokerConnectionError(SentinelError, ConnectionError):
     """No broker in ``brokers`` can be reached; the message says why (refused, no answer...).
 
     A ``send(..., wait=True)`` that times out while the brokers are known to be unreachable
-    raises ``DeliveryTimeoutError`` with this as its ``__cause__``: the same situation always
-    raises the same type, and the cause tells why once it is known.
+    raises ``BrokerUnreachableError``: a ``DeliveryTimeoutError`` (what happened to the call) that
+    is also a ``BrokerConnectionError`` (why), with a ``BrokerConnectionError`` as its
+    ``__cause__``. So ``except DeliveryTimeoutError`` catches every timed-out wait, and
+    ``except BrokerConnectionError`` the ones no broker could have acked.
     """
 
     def __init__(self, message: str, *, brokers: Sequence[str]) -> None:
@@ -179,6 +183,21 @@ class DeliveryTimeoutError(SentinelError, TimeoutError):
         self.timeout = timeout
         self.pending = pending
         super().__init__(f"{message} (timeout {timeout:g}s, {pending} pending)")
+
+
+class BrokerUnreachableError(DeliveryTimeoutError, BrokerConnectionError):
+    """A wait for delivery ran past its timeout while no broker was reachable.
+
+    Both a ``DeliveryTimeoutError`` (``timeout``, ``pending``) and a ``BrokerConnectionError``
+    (``brokers``); ``__cause__`` is the ``BrokerConnectionError`` saying why (refused, no answer).
+    The events stay spooled and are delivered once a broker is back.
+    """
+
+    def __init__(self, message: str, *, timeout: float, pending: int = 0, brokers: Sequence[str]) -> None:
+        self.timeout = timeout
+        self.pending = pending
+        self.brokers = list(brokers)
+        Exception.__init__(self, f"{message} (timeout {timeout:g}s, {pending} pending)")
 
 
 class SpoolFullError(SentinelError):

@@ -32,7 +32,7 @@ FLOOD = Path(__file__).parent / "programs" / "async_flood.py"
 #: The documented bound: the async buffer filling and the one being committed, 1,000 events each.
 MAX_LOST = 2 * Spool.ASYNC_BUFFER_LIMIT
 THREADS = 4
-KILLS = 6
+KILLS = 4
 STALL_S = 0.5
 
 

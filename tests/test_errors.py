@@ -17,6 +17,10 @@ import sentinel_durable as sentinel
         (sentinel.SendError("dead-lettered", retries=3, event_id="e"), ()),
         (sentinel.BrokerConnectionError("unreachable", brokers=["a:1"]), (ConnectionError,)),
         (sentinel.DeliveryTimeoutError("not acked", timeout=5.0, pending=2), (TimeoutError,)),
+        (
+            sentinel.BrokerUnreachableError("not acked", timeout=5.0, pending=1, brokers=["a:1"]),
+            (TimeoutError, ConnectionError, sentinel.DeliveryTimeoutError, sentinel.BrokerConnectionError),
+        ),
         (sentinel.SpoolFullError("full", spool_bytes=10, max_spool_bytes=10), ()),
         (sentinel.ClientClosedError("closed"), ()),
     ],

@@ -29,6 +29,7 @@ from conftest import BrokerUnderTest
 from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
+import sentinel_durable.flusher as flusher_module
 from sentinel_durable.testing import EmbeddedBroker, wait_until
 
 
@@ -174,6 +175,10 @@ def test_wait_on_a_refused_broker_is_a_delivery_timeout_caused_by_the_connection
     assert cause.brokers == [address]
     assert "refused" in str(cause).lower()
     assert "no broker reachable" in str(caught.value)
+    # DESIGN's contract: a wait that fails because no broker is reachable is a BrokerConnectionError.
+    assert isinstance(caught.value, sentinel.BrokerUnreachableError)
+    assert isinstance(caught.value, sentinel.BrokerConnectionError)
+    assert caught.value.brokers == [address]
     with pytest.raises(sentinel.DeliveryTimeoutError) as again:  # and the same once it is known
         client.send(build(), wait=True, timeout=0.5)
     assert isinstance(again.value.__cause__, sentinel.BrokerConnectionError)
@@ -186,6 +191,7 @@ def test_wait_on_a_silent_broker_is_a_delivery_timeout_caused_by_the_connection_
     with pytest.raises(sentinel.DeliveryTimeoutError) as caught:
         client.send(build(), wait=True, timeout=3)
     assert isinstance(caught.value.__cause__, sentinel.BrokerConnectionError), repr(caught.value.__cause__)
+    assert isinstance(caught.value, sentinel.BrokerConnectionError)
 
 
 # --- point 10: one WARNING, no flood from the Kafka libraries ---------------------------------------------
@@ -454,13 +460,13 @@ def test_a_send_waiting_for_an_event_dropped_by_drop_oldest_ends_with_spool_full
 
 
 def test_a_send_waiting_for_an_event_expired_by_max_event_age_ends_with_a_send_error(
-    refused_broker: str, spool_dir: Path, topic: str
+    refused_broker: str, spool_dir: Path, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(flusher_module, "HOUSEKEEPING_INTERVAL", 1.0)  # expiry runs with housekeeping
     client = sentinel.Client(brokers=[refused_broker], topic=topic, spool_dir=spool_dir, max_event_age=0.5,
                              retry_backoff=0.05, max_retry_backoff=0.5, write_timeout=10)  # fmt: skip
     try:
         waiting = WaitingSend(client)
-        # Expiry runs with the flusher's housekeeping, every HOUSEKEEPING_INTERVAL (10 s).
         assert waiting.ended_within(30), "send(wait=True, timeout=None) still waits for an expired event"
         assert isinstance(waiting.error, sentinel.SendError), repr(waiting.error)
         assert "max_event_age" in str(waiting.error)
