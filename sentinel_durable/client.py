@@ -187,8 +187,9 @@ class Client:
         With ``wait=True`` return only once Kafka acked it (the Go SDK's synchronous
         ``Send``): ``DeliveryTimeoutError`` after ``timeout`` seconds (default ``write_timeout``;
         ``None`` waits without limit). Its message says why when it is known: the deployment refuses
-        the events (an ACL, a missing topic, a refused login), or no broker is reachable — then its
-        ``__cause__`` is a ``BrokerConnectionError`` naming the brokers and the reason. ``SendError``
+        the events (an ACL, a missing topic, a refused login), or no broker is reachable — then it is a
+        ``BrokerUnreachableError`` (also a ``BrokerConnectionError``) and its ``__cause__`` a
+        ``BrokerConnectionError`` naming the brokers and the reason. ``SendError``
         if it was dead-lettered or dropped for its age (``max_event_age``), ``SpoolFullError`` if
         ``overflow="drop_oldest"`` dropped it, ``ClientClosedError`` if the client is closed while
         it waits. The event stays spooled on a timeout and on a close.

@@ -37,6 +37,7 @@ from .transport import (
     ProbeSchedule,
     RecordResult,
     TopicSizeLimit,
+    host_port,
     login_refused,
     probe_brokers,
     record_headers,
@@ -256,11 +257,10 @@ def tls_diagnosis(config: Config, timeout: float = 2.0) -> str | None:
     except (OSError, ssl.SSLError) as exc:
         return f"TLS settings: {exc}"
     for broker in config.brokers:
-        host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "9092")
-        host = host.strip("[]")
+        host, port = host_port(broker)
         try:
             with (
-                socket.create_connection((host, int(port)), timeout=timeout) as raw,
+                socket.create_connection((host, port), timeout=timeout) as raw,
                 context.wrap_socket(raw, server_hostname=host) as tls,
             ):
                 tls.do_handshake()

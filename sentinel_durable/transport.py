@@ -110,7 +110,8 @@ class Link:
             self._changed(False, reason)
 
 
-def _host_port(broker: str) -> tuple[str, int]:
+def host_port(broker: str) -> tuple[str, int]:
+    """A ``brokers`` entry as the (host, port) a socket connects to (IPv6 brackets removed)."""
     host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "9092")
     return host.strip("[]"), int(port)
 
@@ -148,7 +149,7 @@ def probe_brokers(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
     def probe(broker: str) -> None:
         try:
             try:
-                socket.create_connection(_host_port(broker), timeout=limit).close()
+                socket.create_connection(host_port(broker), timeout=limit).close()
                 answers.put((broker, None))
             except TimeoutError:
                 answers.put((broker, f"{broker}: no answer to a TCP connection within {limit:g}s"))
