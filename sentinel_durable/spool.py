@@ -523,9 +523,8 @@ class _SpoolFile:
 
     # -- the queue --------------------------------------------------------------------------
 
-    def insert(self, records: Sequence[SpoolRecord], *, fsync: bool = False) -> None:
-        """Append ``records`` as pending; fsynced in power mode, or whenever ``fsync`` is set."""
-        fsync = fsync or self._fsync_inserts
+    def insert(self, records: Sequence[SpoolRecord]) -> None:
+        """Append ``records`` as pending; fsynced in power mode."""
         now = time.time()
         seal = self._cipher.seal if self._cipher is not None else None
         rows = [
@@ -535,7 +534,7 @@ class _SpoolFile:
         with self.lock:
             if self.closed:
                 raise SpoolClosed(f"{self.path.name} is closed")
-            if fsync:
+            if self._fsync_inserts:
                 self._connection.execute("PRAGMA synchronous = FULL")
             try:
                 if len(rows) == 1:  # one statement is its own transaction: no BEGIN/COMMIT round trips
@@ -547,7 +546,7 @@ class _SpoolFile:
                         first = (cursor.execute(self.SQL_MAX_ID).fetchone()[0] or 0) + 1
                         cursor.executemany(self.SQL_INSERT, rows)
             finally:
-                if fsync:
+                if self._fsync_inserts:
                     self._connection.execute("PRAGMA synchronous = NORMAL")
             self.pending += len(rows)
             self.cursor = min(self.cursor, first)
@@ -678,14 +677,14 @@ class _SpoolFile:
 
     def move_dead_letters(self, target: _SpoolFile) -> int:
         """Requeue the dead letters into ``target`` (a file for another topic): pending there, gone
-        from here. Written there first, and fsynced whatever the durability mode (a power cut must
-        not keep the delete and lose the insert): a crash in between duplicates them (same event
+        from here. Written there first, and fsynced (``target`` is a power-mode file, see ``new_file``:
+        a power cut must not keep the delete and lose the insert): a crash in between duplicates them (same event
         ids), never loses them. Bodies are copied as they are (sealed ones stay sealed)."""
         with self.lock:
             rows = self._connection.execute(self.SQL_DEAD_LETTER_RECORDS).fetchall()
         if not rows:
             return 0
-        target.insert([SpoolRecord(bytes(data), *rest) for _, data, *rest in rows], fsync=True)
+        target.insert([SpoolRecord(bytes(data), *rest) for _, data, *rest in rows])
         removed = self._settle(self.SQL_DELETE_DEAD, [(row[0],) for row in rows])
         with self.lock:
             self.dead_letters -= removed
@@ -734,11 +733,7 @@ class _SpoolFile:
             return self._pages()
 
     def disk_bytes(self) -> int:
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(f"{self.path}{suffix}").st_size
-        return total
+        return _disk_bytes(self.path)
 
     def shrink(self) -> None:
         """Give free pages back to the filesystem and truncate the WAL."""
@@ -956,6 +951,15 @@ def _open_reader(path: Path, busy_timeout: float = 5.0) -> Iterator[sqlite3.Conn
             connection.close()
 
 
+def _disk_bytes(path: Path) -> int:
+    """What a spool file takes on disk: the database, its WAL and its shared-memory index."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.stat(f"{path}{suffix}").st_size
+    return total
+
+
 def _tables(connection: sqlite3.Connection) -> set[str]:
     return {row[0] for row in connection.execute(_SpoolFile.SQL_TABLES)}
 
@@ -966,11 +970,22 @@ def _has_schema(connection: sqlite3.Connection) -> bool:
     return _SpoolFile.TABLE in _tables(connection)
 
 
-def _recorded_topic(connection: sqlite3.Connection) -> str | None:
-    if _SpoolFile.META_TABLE not in _tables(connection):
+def _recorded_topic(connection: sqlite3.Connection, tables: set[str] | None = None) -> str | None:
+    if _SpoolFile.META_TABLE not in (_tables(connection) if tables is None else tables):
         return None
     row = connection.execute(_SpoolFile.SQL_GET_TOPIC).fetchone()
     return None if row is None else str(row[0])
+
+
+def _file_state(connection: sqlite3.Connection) -> tuple[dict[int, int] | None, float | None, str | None]:
+    """A file's row counts by status (None: the file has no schema, so no rows), when its oldest
+    unsettled row was spooled, and its recorded topic, read together."""
+    tables = _tables(connection)
+    if _SpoolFile.TABLE not in tables:
+        return None, None, _recorded_topic(connection, tables)
+    counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
+    first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
+    return counts, None if first is None else float(first[1]), _recorded_topic(connection, tables)
 
 
 def recorded_topic(path: Path) -> str | None:
@@ -981,16 +996,9 @@ def recorded_topic(path: Path) -> str | None:
 
 def inspect_file(path: Path) -> FileReport:
     with _reader(path) as connection:
-        counts: dict[int, int] = {}
-        oldest = None
-        if _has_schema(connection):
-            counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
-            first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
-            oldest = None if first is None else first[1]
-        topic = _recorded_topic(connection)
-    size = sum(
-        os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm") if os.path.exists(f"{path}{suffix}")
-    )
+        state, oldest, topic = _file_state(connection)
+    counts = state or {}
+    size = _disk_bytes(path)
     return FileReport(
         path=path,
         pending=counts.get(AckStatus.READY, 0) + counts.get(AckStatus.INITED, 0),
@@ -1023,23 +1031,20 @@ _BACKLOG_READ_WAIT = 0.25
 def _read_backlog(path: Path) -> _Backlog | None:
     """An orphan's counts, read-only, waiting at most ``_BACKLOG_READ_WAIT``; None when they cannot be read now."""
     try:
-        size = sum(os.stat(f"{path}{suffix}").st_size for suffix in ("", "-wal", "-shm")
-                   if os.path.exists(f"{path}{suffix}"))  # fmt: skip
+        size = _disk_bytes(path)
         with _reader(path, busy_timeout=_BACKLOG_READ_WAIT) as connection:
             if connection.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
                 return None  # left alone by adoption
-            if not _has_schema(connection):
+            counts, oldest, topic = _file_state(connection)
+            if counts is None:
                 return None
-            counts = dict(connection.execute(_SpoolFile.SQL_COUNT_BY_STATUS).fetchall())
-            first = connection.execute(_SpoolFile.SQL_FIRST_UNSETTLED).fetchone()
-            topic = _recorded_topic(connection)
     except (SpoolFileCorrupt, sqlite3.Error, OSError):
         return None
     return _Backlog(
         topic=topic,
         pending=sum(counts.get(s, 0) for s in (AckStatus.INITED, AckStatus.READY, AckStatus.UNACK)),
         dead_letters=counts.get(AckStatus.ACK_FAILED, 0),
-        oldest_spooled_at=None if first is None else float(first[1]),
+        oldest_spooled_at=oldest,
         disk_bytes=size,
     )
 
@@ -1219,7 +1224,7 @@ class Spool:
         self._gate = threading.Condition()  # close() waits here for writers in put_many
         self._writers = 0
         self._warned_too_new: set[Path] = set()
-        self._not_ours: dict[Path, str] = {}  # files recording another topic (a recorded topic never changes)
+        self._not_ours: set[Path] = set()  # files recording another topic (a recorded topic never changes)
         self._adopted_once = False  # the first adoption pass is done
         # Orphans that counts() reads without owning them: those an adoption pass is taking over
         # (from before it locks one until, under _files_lock, it is in _adopted or let go) and
@@ -1298,8 +1303,7 @@ class Spool:
             held = {self._active.path, *(f.path for f in self._adopted)}
         adopted = 0
         paths = spool_files(self.directory)
-        for gone in set(self._not_ours).difference(paths):
-            del self._not_ours[gone]
+        self._not_ours.intersection_update(paths)
         with self._files_lock:
             self._unavailable.intersection_update(paths)
         for path in paths:
@@ -1332,7 +1336,7 @@ class Spool:
             except (SpoolFileCorrupt, OSError):
                 recorded = None  # opened below, under the lock, and quarantined if it is corrupt
             if recorded is not None and not self._adopts(recorded):
-                self._not_ours[path] = recorded
+                self._not_ours.add(path)
                 return None
         lock_fd = _try_lock(lock_path_for(path))
         if lock_fd is None:
@@ -1348,7 +1352,7 @@ class Spool:
                 topic=self.adopt_topic,
             )  # fmt: skip
             if not self._adopts(spool_file.topic):  # recorded by someone else since we looked
-                self._not_ours[path] = spool_file.topic or ""
+                self._not_ours.add(path)
                 spool_file.close()
                 return None
             if spool_file.topic is None and self.topic is not None:
