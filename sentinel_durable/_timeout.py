@@ -13,7 +13,7 @@ import math
 import time
 from typing import Any, Final
 
-__all__ = ["WRITE_TIMEOUT", "WriteTimeout", "check_timeout", "deadline_of", "left_until"]
+__all__ = ["WRITE_TIMEOUT", "WriteTimeout", "check_timeout", "deadline_of", "left_until", "send_timeout"]
 
 
 class WriteTimeout(enum.Enum):
@@ -41,6 +41,11 @@ def check_timeout(name: str, value: Any) -> float | None:
     if seconds < 0:
         raise ValueError(f"{name} must not be negative (got {seconds:g}); use None for no limit")
     return seconds
+
+
+def send_timeout(timeout: Any, write_timeout: float) -> float | None:
+    """``send(wait=True, timeout=...)``'s limit: ``write_timeout`` by default, else ``timeout`` checked."""
+    return write_timeout if timeout is WRITE_TIMEOUT else check_timeout("timeout", timeout)
 
 
 def deadline_of(timeout: float | None) -> float:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until
+from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until, send_timeout
 from .client import Client, track_fields, warn_about_compression
 from .config import Config
 from .errors import ClientClosedError, ConfigError, SendError
@@ -196,7 +196,7 @@ class AsyncClient:
         if not wait:
             event_id: str = await self._write("event", event)
             return event_id
-        limit = self._config.write_timeout if timeout is WRITE_TIMEOUT else check_timeout("timeout", timeout)
+        limit = send_timeout(timeout, self._config.write_timeout)
         deadline = deadline_of(limit)
 
         def send_and_wait(client: Client) -> str:

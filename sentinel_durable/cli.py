@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._timeout import deadline_of, left_until
 from .client import cipher_for
 from .config import Config
 from .crypto import CannotDecrypt
@@ -244,14 +245,14 @@ def _drain(args: argparse.Namespace) -> int:
         # Files that record no topic first: a plain client of any topic would adopt them, so the
         # one for their (configured or given) topic must run before the others.
         routes[(target, report.topic if report.topic not in (None, target) else None)] = None
-    deadline = time.monotonic() + args.timeout
+    deadline = deadline_of(args.timeout)
     delivered, dead_lettered, left, last_error = True, 0, 0, None
     for target, adopt_topic in routes or {(config.topic, None): None}:
         progress = Progress("draining")
         client = Client(config=config.model_copy(update={"topic": target, "spool_dir": directory}),
                         _adopt_topic=adopt_topic)  # fmt: skip
         try:
-            done = client._flush(max(0.0, deadline - time.monotonic()), progress)
+            done = client._flush(left_until(deadline), progress)
             progress.close()
             stats = client.stats()
         finally:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until
+from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until, send_timeout
 from .config import Config
 from .crypto import SpoolCipher, parse_key
 from .errors import (
@@ -194,7 +194,7 @@ class Client:
         ``overflow="drop_oldest"`` dropped it, ``ClientClosedError`` if the client is closed while
         it waits. The event stays spooled on a timeout and on a close.
         """
-        limit = self._config.write_timeout if timeout is WRITE_TIMEOUT else check_timeout("timeout", timeout)
+        limit = send_timeout(timeout, self._config.write_timeout)
         self._check_usable()
         validated = validate_event(event, self._rules)
         checked = self._apply_before_send(validated)

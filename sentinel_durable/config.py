@@ -196,7 +196,7 @@ class Config(BaseModel):
             given = error.get("input")
             if error["type"] in {"greater_than", "greater_than_equal"} and _is_negative(given):
                 message = f"is negative: {message[0].lower()}{message[1:]}"
-            raise ConfigError(name, message, error.get("input"), secret=field in SECRET_FIELDS) from None
+            raise ConfigError(name, message, given, secret=field in SECRET_FIELDS) from None
         self._check_consistency()
 
     @model_validator(mode="before")
@@ -325,14 +325,14 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
-_PLAIN_SECONDS = re.compile(r"[+-]?(\d+(?:\.\d*)?|\.\d+)")
+_PLAIN_SECONDS = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 
 
 def parse_duration(text: str) -> float:
     """``"100ms"`` -> 0.1, ``"1m30s"`` -> 90.0 (Go's ``time.ParseDuration`` units); a bare number
     is seconds (``"5"`` -> 5.0, ``"2.5"`` -> 2.5). A negative duration is refused as such."""
     sign, body = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
-    seconds = float(body) if _PLAIN_SECONDS.fullmatch(body) and body[:1] not in "+-" else _unit_duration(body)
+    seconds = float(body) if _PLAIN_SECONDS.fullmatch(body) else _unit_duration(body)
     if sign == "-" and seconds:
         raise ValueError("is negative: a duration must be 0 or more, like 100ms, 5s or 5")
     return seconds
