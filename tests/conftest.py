@@ -73,6 +73,13 @@ class BrokerUnderTest(Protocol):
     def read_topic(self, topic: str, expected: int | None = None, timeout: float = 30.0) -> list[Any]: ...
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (for an offline client: connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def valid_fields(**overrides: Any) -> dict[str, Any]:
     """The fields of a small valid event, with ``overrides`` applied."""
     fields: dict[str, Any] = {

@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from conftest import free_port
 from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
@@ -45,12 +45,6 @@ async def make_client(spool_dir: Path, topic: str) -> AsyncIterator[Callable[...
     yield make
     for client in clients:
         await client.close(timeout=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def track(client: AsyncClient, n: int = 0, service: str = "svc", **overrides: Any) -> Coroutine[Any, Any, str]:

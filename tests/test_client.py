@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest
+from conftest import BrokerUnderTest, free_port
 from spool_helpers import drain_all
 from wire_schema import parse_wire
 
@@ -25,12 +25,6 @@ from sentinel_durable.testing import wait_until
 PROGRAMS = Path(__file__).parent / "programs"
 #: How each transport names a record larger than the broker takes.
 TOO_LARGE = re.compile(r"MessageSizeTooLarge|MSG_SIZE_TOO_LARGE")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def track(client: sentinel.Client, count: int, service: str = "svc", **fields: Any) -> list[str]:

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 
 import sentinel_durable as sentinel
 from sentinel_durable.config import parse_duration
@@ -15,12 +15,6 @@ from sentinel_durable.config import parse_duration
 KAFKA_DEFAULT = 1_048_588
 #: What docs/configuration.md promises a spool holds beyond one record of max_message_bytes.
 SPOOL_HEADROOM = 64 << 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def refused(name: str, **options: Any) -> sentinel.ConfigError:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import types
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 
 import sentinel_durable as sentinel
 from sentinel_durable.testing import EmbeddedBroker
@@ -49,12 +49,6 @@ def example_env() -> dict[str, str]:
         "SENTINEL_MAX_RETRY_BACKOFF": "500ms",
         "SENTINEL_WRITE_TIMEOUT": "2s",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def topic_events(broker: EmbeddedBroker, topic: str, expected: int | None = None) -> list[dict[str, Any]]:

@@ -12,26 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import socket
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import valid_fields
+from conftest import free_port, valid_fields
 
 import sentinel_durable as sentinel
 from sentinel_durable.event import EventRules, validate_event
 
 #: Short, and first in each text: an error that shows the start of a value (a repr cut at 80 characters) shows it.
 MARKER = "pv" + secrets.token_hex(4)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def private_fields(**overrides: Any) -> dict[str, Any]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest
+from conftest import BrokerUnderTest, free_port
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 import sentinel_durable as sentinel
@@ -24,12 +23,6 @@ MARKER = "size-marker-3f9a2c"
 #: Kafka's default topic max.message.bytes.
 KAFKA_DEFAULT = 1_048_588
 SIZE = re.compile(r"a Kafka record of (\d+) bytes")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def builder(rules: Any = None, metadata_bytes: int = 0) -> sentinel.EventBuilder:
