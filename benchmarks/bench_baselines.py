@@ -13,9 +13,9 @@ from bench_common import median, percentile, rate, spool_dir
 from kafka import KafkaProducer
 
 from sentinel_durable import Config
-from sentinel_durable.kafka_transport import producer_options
+from sentinel_durable.transports.kafka_python import producer_options
 from sentinel_durable.spool import ClaimedRecord
-from sentinel_durable.transport import record_headers, record_key
+from sentinel_durable.transports import record_headers, record_key
 
 
 @dataclass(frozen=True)

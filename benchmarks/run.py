@@ -56,7 +56,7 @@ import sentinel_durable as sentinel
 from sentinel_durable.errors import ConfigError
 from sentinel_durable.spool import ClaimedRecord, SpoolRecord, spool_files
 from sentinel_durable.testing import EmbeddedBroker
-from sentinel_durable.transport import check_transport_config
+from sentinel_durable.transports import check_transport_config
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ its future; the work runs on threads of the client's own:
   threads or 10,000 fsyncs;
 * a small **wait pool** runs what blocks for delivery (``send(wait=True)``, ``flush``) and
   ``stats``, so a long wait never holds up the writer;
-* the underlying :class:`~sentinel_durable.Client` (which makes the spool directory and
-  opens SQLite) is created on a one-off thread by :meth:`AsyncClient.open`, ``async with``
-  or the first call; ``AsyncClient(...)`` itself only checks the configuration.
+* the client core (``core.py``, the one ``Client`` is a facade of: it makes the spool
+  directory and opens SQLite) is created on a one-off thread by :meth:`AsyncClient.open`,
+  ``async with`` or the first call; ``AsyncClient(...)`` itself only checks the configuration.
 
 Each request runs in a copy of the caller's ``contextvars`` context, so whatever reads
 context (a current tracing span) sees the caller's.
@@ -25,24 +25,26 @@ import concurrent.futures
 import contextvars
 import copy
 import logging
-import os
 import queue
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
 
+from . import _fork
 from ._timeout import WRITE_TIMEOUT, WriteTimeout, check_timeout, deadline_of, left_until, send_timeout
-from .client import Client, track_fields, warn_about_compression
+from .client import config_of
 from .config import Config
-from .errors import ClientClosedError, ConfigError, SendError
-from .event import EventRules, TelemetryEvent, validate_event
-from .spool import SpoolRecord
+from .core import BeforeSend, ClientCore, warn_about_compression
+from .errors import ClientClosedError, SendError
+from .event import TelemetryEvent
+from .fields import TrackFields, check_track_fields
+from .records import SpoolRecord
 from .stats import Stats
 
 if TYPE_CHECKING:
-    from .observe import Observation
+    from .integrations.observe import Observation
 
 __all__ = ["AsyncClient"]
 
@@ -58,7 +60,7 @@ _WAIT_WORKERS = 8
 
 
 class AsyncClient:
-    """Sends LLM telemetry from asyncio code; a :class:`~sentinel_durable.Client` underneath.
+    """Sends LLM telemetry from asyncio code, with ``Client``'s rules (the same client core underneath).
 
     ``AsyncClient(brokers=[...], topic=...)`` or ``AsyncClient(config=Config(...))``, as for
     ``Client``. Construction is cheap and only checks the options (``ConfigError``); the
@@ -76,20 +78,21 @@ class AsyncClient:
         self,
         config: Config | None = None,
         *,
-        before_send: Callable[[TelemetryEvent], TelemetryEvent | None] | None = None,
+        before_send: BeforeSend | None = None,
         on_delivery: Callable[[list[str]], object] | None = None,
         on_error: Callable[[SendError], object] | None = None,
+        adopt_topic: str | None = None,
         **options: Any,
     ) -> None:
         """The hooks are ``Client``'s. ``before_send`` runs on the writer thread (on a wait
         thread for ``send(wait=True)``), in the caller's context; ``on_delivery`` and
         ``on_error`` on the flusher thread: to reach the loop from them, use
         ``loop.call_soon_threadsafe``."""
-        if config is not None and options:
-            raise ConfigError("config", f"pass config= or options ({', '.join(sorted(options))}), not both")
-        self._config = config if config is not None else Config(**options)
+        self._config = config_of(config, options)
         warn_about_compression(self._config)
-        self._hooks: dict[str, Any] = {"before_send": before_send, "on_delivery": on_delivery, "on_error": on_error}
+        self._hooks: dict[str, Any] = {
+            "before_send": before_send, "on_delivery": on_delivery, "on_error": on_error, "adopt_topic": adopt_topic,
+        }  # fmt: skip
         self._lock = threading.Lock()  # guards _closed, _opening and the enqueueing of requests
         self._closed = False
         self._opening: concurrent.futures.Future[_Engine] | None = None
@@ -111,7 +114,7 @@ class AsyncClient:
     # -- opening ---------------------------------------------------------------------------------
 
     async def open(self) -> AsyncClient:
-        """Create the underlying ``Client`` (spool directory, SQLite file, flusher) off the loop.
+        """Create the client core (spool directory, SQLite file, flusher) off the loop.
 
         Optional: ``async with`` and the first call do it. Raises what ``Client(...)`` raises
         (``ConfigError`` for an unusable spool directory or a missing codec library); a failed
@@ -122,16 +125,16 @@ class AsyncClient:
 
     async def _opened(self) -> _Engine:
         engine = self._engine
-        if engine is not None and engine.pid == os.getpid() and not self._closed:
+        if engine is not None and not engine.process.inherited and not self._closed:
             return engine
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the client is closed")
             engine = self._engine
-            if engine is not None and engine.pid != os.getpid():
+            if engine is not None and engine.process.inherited:
                 # First use in a forked child: the parent's writer and pool threads do not
-                # exist here. The Client restarts its own flusher on its next call.
-                engine = self._engine = _Engine(engine.client)
+                # exist here. The core restarts its own flusher on its next call.
+                engine = self._engine = _Engine(engine.core)
             if engine is not None:
                 return engine
             opening = self._opening
@@ -141,43 +144,21 @@ class AsyncClient:
         return await asyncio.shield(asyncio.wrap_future(opening))
 
     def _open_engine(self) -> _Engine:
-        engine = _Engine(Client(config=self._config, _warned=True, **self._hooks))
+        engine = _Engine(ClientCore(self._config, **self._hooks))
         self._engine = engine
         return engine
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def track(
-        self,
-        *,
-        service: str,
-        model: str,
-        prompt: str,
-        response: str,
-        latency_ms: float,
-        prompt_tokens: int = 0,
-        completion_tokens: int = 0,
-        cost_usd: float = 0.0,
-        finish_reason: str = "stop",
-        trace_id: str | None = None,
-        span_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        errors: Sequence[str] | None = None,
-        prompt_embedding: Sequence[float] | None = None,
-        response_embedding: Sequence[float] | None = None,
-    ) -> str:
-        """Record one LLM call, as ``Client.track``; returns the event id once spooled.
+    async def track(self, **fields: Unpack[TrackFields]) -> str:
+        """Record one LLM call, as ``Client.track`` (the same keywords); returns the event id once spooled.
 
         ``ValidationError`` names a bad field; nothing is spooled then.
         """
+        check_track_fields(fields)
         # Only the caller's containers are copied here (it may change them once this
         # coroutine yields); the event is built and checked on the writer thread.
-        arguments = dict(
-            service=service, model=model, prompt=prompt, response=response, latency_ms=latency_ms,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost_usd,
-            finish_reason=finish_reason, trace_id=trace_id, span_id=span_id, metadata=_copied(metadata),
-            errors=_copied(errors), prompt_embedding=prompt_embedding, response_embedding=response_embedding,
-        )  # fmt: skip
+        arguments = {name: _copied(value) for name, value in fields.items()}
         event_id: str = await self._write("track", arguments)
         return event_id
 
@@ -199,8 +180,8 @@ class AsyncClient:
         limit = send_timeout(timeout, self._config.write_timeout)
         deadline = deadline_of(limit)
 
-        def send_and_wait(client: Client) -> str:
-            return client.send(event, wait=True, timeout=left_until(deadline))
+        def send_and_wait(core: ClientCore) -> str:
+            return core.send(event, wait=True, limit=left_until(deadline))
 
         return await self._in_wait_pool(send_and_wait)
 
@@ -211,7 +192,7 @@ class AsyncClient:
 
     async def _write(self, kind: _Kind, payload: Any) -> Any:
         engine = self._engine
-        if engine is None or engine.pid != os.getpid():  # the fast path skips a coroutine: this runs per event
+        if engine is None or engine.process.inherited:  # the fast path skips a coroutine: this runs per event
             engine = await self._opened()
         loop = asyncio.get_running_loop()
         request = _Request(kind, payload, contextvars.copy_context(), loop.create_future(), loop)
@@ -240,7 +221,7 @@ class AsyncClient:
                     await self._write("barrier", None)  # the writer got through every earlier request
             except TimeoutError:
                 return False
-        return await self._in_wait_pool(lambda client: client.flush(left_until(deadline)))
+        return await self._in_wait_pool(lambda core: core.flush(left_until(deadline)))
 
     async def stats(self) -> Stats:
         """Counters since the client started and gauges now, as ``Client.stats`` (read off the loop).
@@ -249,22 +230,22 @@ class AsyncClient:
         """
         engine = self._engine
         if self._closed and engine is not None:
-            return await _await_thread("sentinel-durable-aio-stats", engine.client.stats)
-        return await self._in_wait_pool(lambda client: client.stats())
+            return await _await_thread("sentinel-durable-aio-stats", engine.core.stats)
+        return await self._in_wait_pool(lambda core: core.stats())
 
-    async def _in_wait_pool(self, call: Callable[[Client], _T]) -> _T:
+    async def _in_wait_pool(self, call: Callable[[ClientCore], _T]) -> _T:
         engine = await self._opened()
         context = contextvars.copy_context()
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the client is closed")
-            future = engine.waits.submit(context.run, call, engine.client)
+            future = engine.waits.submit(context.run, call, engine.core)
         return await asyncio.wrap_future(future)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def close(self, timeout: float | None = 5.0) -> None:
-        """Stop accepting events, spool what was already sent, then ``Client.close(timeout)``.
+        """Stop accepting events, spool what was already sent, then close as ``Client.close(timeout)``.
 
         Delivers what it can within ``timeout`` (``None``: no limit) and keeps the rest on disk;
         never raises because events are undelivered. Closing twice is harmless.
@@ -298,7 +279,7 @@ class AsyncClient:
 
         Use it with ``async with`` or as a decorator of an ``async def`` function.
         """
-        from .observe import Observation
+        from .integrations.observe import Observation
 
         return Observation(self, service=service, model=model, prompt=prompt, **fields)
 
@@ -330,26 +311,26 @@ _Prepared = tuple[_Request, str, SpoolRecord | None]
 
 
 class _Engine:
-    """An opened AsyncClient: the Client, its writer thread and its wait pool (all of one process)."""
+    """An opened AsyncClient: the client core, its writer thread and its wait pool (all of one process)."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.pid = os.getpid()
-        self.writer = _Writer(client)
+    def __init__(self, core: ClientCore) -> None:
+        self.core = core
+        self.process = _fork.ProcessBound()
+        self.writer = _Writer(core)
         self.waits = concurrent.futures.ThreadPoolExecutor(
             _WAIT_WORKERS, thread_name_prefix="sentinel-durable-aio-wait"
         )
 
     def close(self, deadline: float) -> None:
-        """Spool what is queued, close the client by ``deadline``; runs off the loop."""
-        if self.pid != os.getpid():  # a forked child closing before any call: our threads are the parent's
-            self.client.close(left_until(deadline))
+        """Spool what is queued, close the core by ``deadline``; runs off the loop."""
+        if self.process.inherited:  # a forked child closing before any call: our threads are the parent's
+            self.core.close(left_until(deadline))
             return
         if not self.writer.stop(left_until(deadline)):
-            # Closing the client below closes the spool: what the writer still holds gets
+            # Closing the core below closes the spool: what the writer still holds gets
             # ClientClosedError instead of hanging.
             logger.info("closing while the spool still takes queued events; the rest are refused")
-        self.client.close(left_until(deadline))
+        self.core.close(left_until(deadline))
         self.waits.shutdown(wait=False)
 
 
@@ -357,17 +338,18 @@ class _Writer:
     """The thread that spools requests in call order, many per transaction.
 
     It stops at the ``None`` queued by :meth:`stop`, after every request queued before it
-    (AsyncClient queues nothing once closed, under its lock).
+    (AsyncClient queues nothing once closed, under its lock). Each event is checked and passed
+    through ``before_send`` by the core's ``prepare_*``, the rules ``Client`` follows; then the
+    records of consecutive ``track``/``send`` requests are spooled in one ``spool_records``.
     """
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._rules: EventRules = client.config.event_rules
+    def __init__(self, core: ClientCore) -> None:
+        self._core = core
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._submitted = 0
         self._written = 0  # by the writer thread only, before it hands results back
         # A daemon: a client that is never closed must not keep the interpreter alive; the
-        # Client's exit hook still delivers what reached the spool.
+        # exit hook still delivers what reached the spool.
         self._thread = threading.Thread(target=self._run, name="sentinel-durable-aio-writer", daemon=True)
         self._thread.start()
 
@@ -412,13 +394,10 @@ class _Writer:
             if stopping:
                 return
 
-    # The writer does what Client.track / send do for one event, and then spools many at once;
-    # it uses the same private steps of Client (_check_usable, _apply_before_send,
-    # _spool_records) so that both follow the same rules.
-
     def _write(self, requests: list[_Request]) -> list[_Outcome]:
+        core = self._core
         try:
-            self._client._check_usable()  # closed, or the first use in a forked child
+            core.ensure_usable()  # closed, or the first use in a forked child
         except Exception as exc:
             return _failed(requests, exc)
         outcomes: list[_Outcome] = []
@@ -435,7 +414,7 @@ class _Writer:
             prepared = []
             if request.kind == "batch":
                 try:
-                    outcomes.append((request, request.context.run(self._client.send_batch, request.payload), None))
+                    outcomes.append((request, request.context.run(core.send_batch, request.payload), None))
                 except Exception as exc:
                     outcomes.append((request, None, exc))
             else:
@@ -444,20 +423,15 @@ class _Writer:
         return outcomes
 
     def _prepare(self, request: _Request) -> _Prepared:
-        """Check one event and pass it through ``before_send``; the id is the one Client would return."""
-        fields = track_fields(self._client.config, **request.payload) if request.kind == "track" else request.payload
-        event = validate_event(fields, self._rules)
-        kept = self._client._apply_before_send(event)
-        if kept is None:  # dropped by before_send, on purpose (counted by the client)
-            return request, event.event_id, None
-        event_id = event.event_id if request.kind == "track" else kept.event_id
-        return request, event_id, SpoolRecord.from_event(kept, self._rules.max_message_bytes)
+        if request.kind == "track":
+            return (request, *self._core.prepare_fields(request.payload))
+        return (request, *self._core.prepare_event(request.payload))
 
     def _spool(self, prepared: list[_Prepared]) -> list[_Outcome]:
         if not prepared:
             return []
         try:
-            self._client._spool_records([record for _, _, record in prepared if record is not None])
+            self._core.spool_records([record for _, _, record in prepared if record is not None])
         except Exception as exc:  # ClientClosedError, SpoolFullError...: every request of the write gets it
             return _failed([request for request, _, _ in prepared], exc)
         return [(request, event_id, None) for request, event_id, _ in prepared]

@@ -22,15 +22,11 @@ from typing import Any
 
 from . import __version__
 from ._timeout import deadline_of, left_until
-from .client import cipher_for
 from .config import Config
-from .crypto import CannotDecrypt
-from .errors import SentinelError
+from .errors import CannotDecrypt, SentinelError, SpoolFileBusy, SpoolFileCorrupt
 from .progress import Progress
 from .spool import (
     FileReport,
-    SpoolFileBusy,
-    SpoolFileCorrupt,
     inspect_file,
     new_file,
     owned_file,
@@ -103,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
             " topic each file records",
         )
 
-    status = command("status", _status, "pending, in flight and dead letters per spool file")
+    status = command("status", _status, "pending events and dead letters per spool file")
     spool_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -169,7 +165,6 @@ def _status(args: argparse.Namespace) -> int:
     oldest = [r.oldest_pending_age_s for r in reports if r.oldest_pending_age_s is not None]
     totals: dict[str, Any] = {
         "pending": sum(r.pending for r in reports),
-        "in_flight": sum(r.in_flight for r in reports),
         "dead_letters": sum(r.dead_letters for r in reports),
         "bytes": sum(r.disk_bytes for r in reports),
         "oldest_pending_age_s": max(oldest) if oldest else None,
@@ -181,7 +176,6 @@ def _status(args: argparse.Namespace) -> int:
                 {
                     "file": r.path.name,
                     "pending": r.pending,
-                    "in_flight": r.in_flight,
                     "dead_letters": r.dead_letters,
                     "bytes": r.disk_bytes,
                     "oldest_pending_age_s": r.oldest_pending_age_s,
@@ -198,14 +192,14 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
         return 0
     rows = [
-        [r.path.name, f"{r.pending:,}", f"{r.in_flight:,}", f"{r.dead_letters:,}", _size(r.disk_bytes),
+        [r.path.name, f"{r.pending:,}", f"{r.dead_letters:,}", _size(r.disk_bytes),
          _age(r.oldest_pending_age_s), _owner(r), r.topic if r.topic is not None else "(none recorded)"]
         for r in reports
     ]  # fmt: skip
-    rows.append(["total", f"{totals['pending']:,}", f"{totals['in_flight']:,}", f"{totals['dead_letters']:,}",
+    rows.append(["total", f"{totals['pending']:,}", f"{totals['dead_letters']:,}",
                  _size(totals["bytes"]), _age(totals["oldest_pending_age_s"]), "", ""])  # fmt: skip
     print(f"spool directory: {directory}")
-    _table(["file", "pending", "in flight", "dead letters", "bytes", "oldest pending", "owner", "topic"], rows)
+    _table(["file", "pending", "dead letters", "bytes", "oldest pending", "owner", "topic"], rows)
     for name in quarantined:
         print(f"quarantined: {name}")
     for problem in unreadable:
@@ -238,7 +232,7 @@ def _drain(args: argparse.Namespace) -> int:
     # that topic's files to the one given.
     routes: dict[tuple[str, str | None], None] = {}
     for report in sorted(reports, key=lambda r: r.topic is not None):  # see below
-        if report.owner_alive or not (report.pending or report.in_flight):
+        if report.owner_alive or not report.pending:
             continue
         target, why = _route(report.topic, args.topic or None, config.topic)
         print(f"{report.path.name}: delivering to topic {target} ({why})")
@@ -250,9 +244,9 @@ def _drain(args: argparse.Namespace) -> int:
     for target, adopt_topic in routes or {(config.topic, None): None}:
         progress = Progress("draining")
         client = Client(config=config.model_copy(update={"topic": target, "spool_dir": directory}),
-                        _adopt_topic=adopt_topic)  # fmt: skip
+                        adopt_topic=adopt_topic)  # fmt: skip
         try:
-            done = client._flush(left_until(deadline), progress)
+            done = client.flush(left_until(deadline), progress=progress)
             progress.close()
             stats = client.stats()
         finally:
@@ -276,7 +270,7 @@ def _drain(args: argparse.Namespace) -> int:
 def _owned_by(report: FileReport) -> str:
     pid = report.owner_pid if report.owner_pid is not None else "?"
     return (
-        f"{report.path.name} is owned by live process {pid}: its {report.pending + report.in_flight:,} events "
+        f"{report.path.name} is owned by live process {pid}: its {report.pending:,} events "
         "were not drained (that process delivers them; stop it to drain them here)"
     )
 
@@ -284,7 +278,7 @@ def _owned_by(report: FileReport) -> str:
 def _export(args: argparse.Namespace) -> int:
     config = _config(args)
     directory = _existing_spool_dir(config)
-    cipher = cipher_for(config)
+    cipher = config.spool_cipher()
     output = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below
     count = 0
     try:

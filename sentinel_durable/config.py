@@ -21,7 +21,7 @@ import platformdirs
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from .crypto import parse_key
+from .crypto import SpoolCipher, parse_key
 from .errors import ConfigError
 from .event import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_TEXT_LENGTH, SENTINEL_MAX_TEXT_LENGTH, EventRules
 
@@ -273,6 +273,12 @@ class Config(BaseModel):
             otel_trace_ids=self.otel_trace_ids,
             max_message_bytes=self.max_message_bytes,
         )
+
+    def spool_cipher(self) -> SpoolCipher | None:
+        """The cipher that seals spooled bodies, when ``encryption_key`` is set."""
+        if self.encryption_key is None:
+            return None
+        return SpoolCipher(parse_key(self.encryption_key.get_secret_value()))
 
     def spool_directory(self) -> Path:
         """The directory that holds this configuration's spool files."""

@@ -16,14 +16,12 @@ import contextlib
 import os
 from typing import Any
 
+from .errors import CannotDecrypt
+
 __all__ = ["MAGIC", "CannotDecrypt", "SpoolCipher", "is_sealed", "parse_key"]
 
 MAGIC = b"SDE1"
 _NONCE = 12
-
-
-class CannotDecrypt(Exception):
-    """A sealed body could not be opened (no key, or a different key)."""
 
 
 def parse_key(text: str) -> bytes:

@@ -27,8 +27,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import SpoolFileCorrupt
 from .progress import Progress
-from .spool import SpoolFileCorrupt, inspect_file, spool_files
+from .spool import inspect_file, spool_files
 from .testing import EmbeddedBroker, wait_until
 
 __all__ = ["run_demo"]
@@ -96,7 +97,7 @@ def say(text: str) -> None:
 
 
 def pending(spool_dir: Path) -> int | None:
-    """Events waiting in the spool directory (pending or in flight), read from outside;
+    """Events waiting in the spool directory, read from outside;
     None when a file could not be read this time (its owner was removing it as we looked)."""
     total = 0
     for path in spool_files(spool_dir):
@@ -106,7 +107,7 @@ def pending(spool_dir: Path) -> int | None:
             if path.exists():
                 return None
             continue  # drained and removed by its owner while we read it
-        total += report.pending + report.in_flight
+        total += report.pending
     return total
 
 

@@ -10,7 +10,20 @@ The hierarchy, drawn as a tree (builtin bases in brackets)::
     ├── DeliveryTimeoutError   [TimeoutError]     a wait for delivery ran past its timeout
     │   └── BrokerUnreachableError (also a BrokerConnectionError)  ... while no broker was reachable
     ├── SpoolFullError                            the spool cannot take the event now (size bound, disk, writer behind)
-    └── ClientClosedError                         a call on a closed client
+    ├── ClientClosedError                         a call on a closed client
+    │   └── SpoolClosed                           ... seen from the spool (the client closed it)
+    ├── CannotDecrypt                             a sealed event body cannot be opened (no key, another key)
+    └── SpoolFileError                            one spool file cannot be used (the command line reports these)
+        ├── SpoolFileBusy                         ... a live process owns it
+        ├── SpoolFileCorrupt                      ... it fails to open or its integrity check (quarantined)
+        ├── SpoolFileTooNew                       ... a newer sentinel-durable wrote it (left alone)
+        └── SpoolFileUnavailable                  ... for now: locked by a tool, an I/O error, a full disk
+
+``track``, ``send`` and ``send_batch`` raise ``ValidationError``, ``SpoolFullError`` and
+``ClientClosedError`` only; ``send(wait=True)`` adds ``SendError``, ``DeliveryTimeoutError`` (and
+``BrokerUnreachableError``). A ``SpoolFileError`` or ``CannotDecrypt`` reaches the caller only
+from the command line's tools and ``sentinel_durable.spool``'s readers; the client handles them
+(quarantine, retry later, dead letter).
 
 Each class carries the context a handler needs as attributes, and the chained
 ``__cause__`` where a lower-level exception started it.
@@ -25,11 +38,18 @@ from typing import Any
 __all__ = [
     "BrokerConnectionError",
     "BrokerUnreachableError",
+    "CannotDecrypt",
     "ClientClosedError",
     "ConfigError",
     "DeliveryTimeoutError",
     "SendError",
     "SentinelError",
+    "SpoolClosed",
+    "SpoolFileBusy",
+    "SpoolFileCorrupt",
+    "SpoolFileError",
+    "SpoolFileTooNew",
+    "SpoolFileUnavailable",
     "SpoolFullError",
     "ValidationError",
 ]
@@ -204,9 +224,10 @@ class SpoolFullError(SentinelError):
     """The spool cannot take the event now; it was not spooled.
 
     Either the spool reached ``max_spool_bytes`` and the overflow policy refused the event, or
-    the disk holding it is full, or the write waited ``write_timeout`` for the writes before it
-    (in ``async`` mode: for the writer thread to catch up) — a stalled disk, or another
-    connection holding the file's write lock. The message says which.
+    the disk holding it is full or failed (the SQLite error is the ``__cause__``), or the write
+    waited ``write_timeout`` for the writes before it (in ``async`` mode: for the writer thread to
+    catch up) — a stalled disk, or another connection holding the file's write lock. The message
+    says which.
     """
 
     def __init__(self, message: str, *, spool_bytes: int, max_spool_bytes: int) -> None:
@@ -218,3 +239,34 @@ class SpoolFullError(SentinelError):
 class ClientClosedError(SentinelError):
     """A client method was called after ``close()``, or the client closed while ``send(wait=True)``
     waited (that event stays in the spool, delivered by the next client on its directory)."""
+
+
+class SpoolClosed(ClientClosedError):
+    """The spool was used after it was closed (its client closed it)."""
+
+
+class CannotDecrypt(SentinelError):
+    """A sealed (encrypted) event body could not be opened: no ``encryption_key``, or another one.
+
+    The client dead-letters such an event with this message; ``sentinel-durable export`` reports it.
+    """
+
+
+class SpoolFileError(SentinelError):
+    """One spool file cannot be used now; the message names the file or says why."""
+
+
+class SpoolFileBusy(SpoolFileError):
+    """A spool file is owned by a live process (its owner lock is held)."""
+
+
+class SpoolFileCorrupt(SpoolFileError):
+    """A spool file failed to open or its integrity check: the client moves it aside (quarantine)."""
+
+
+class SpoolFileTooNew(SpoolFileError):
+    """A spool file written by a newer sentinel-durable: left alone for that version to drain."""
+
+
+class SpoolFileUnavailable(SpoolFileError):
+    """A spool file could not be opened for a reason that may pass (locked by a tool, I/O error, disk full)."""

@@ -9,23 +9,25 @@ back off exponentially with full jitter (the ``backoff`` library's generators), 
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import random
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 import backoff
 
 from .config import Config
-from .errors import SendError, SentinelError
-from .spool import Claim, ClaimedRecord, Spool
-from .transport import Link, Outcome, RecordResult, Transport, create_transport, probe_brokers
+from .errors import SendError
+from .records import ClaimedRecord
+from .spool import Claim, Spool
+from .stats import FlusherCounters
+from .transports import Link, Outcome, RecordResult, Transport, create_transport, probe_brokers
+from .waiters import Waiters
 
-__all__ = ["DEFAULT_BATCH", "Flusher", "FlusherCounters"]
+__all__ = ["DEFAULT_BATCH", "Flusher"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,37 +39,12 @@ MIN_LINGER = 0.005
 HOUSEKEEPING_INTERVAL = 10.0
 
 
-@dataclass
-class FlusherCounters:
-    """What the flusher did since it started; read by ``Client.stats()``."""
-
-    delivered: int = 0
-    dead_lettered: int = 0
-    retries: int = 0
-    errors: int = 0
-    last_error: str | None = None
-    broker_connected: bool | None = None  # None until the first attempt
-    writes: int = 0
-    bytes: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
-
-
 def _dead_letter_error(error: str, record: ClaimedRecord) -> SendError:
     return SendError(f"event dead-lettered: {error}", retries=record.attempts + 1, event_id=record.event_id)
 
 
-class DeliveryWaiter:
-    """A caller of ``send(..., wait=True)`` waiting for one event."""
-
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: SentinelError | None = None
-
-    def fail(self, error: SentinelError) -> None:
-        self.error = error
-        self.done.set()
+def _dead_letter_of(error: str, records: dict[str, ClaimedRecord], event_id: str) -> SendError:
+    return _dead_letter_error(error, records[event_id])
 
 
 class Flusher:
@@ -96,11 +73,8 @@ class Flusher:
         self._stop = threading.Event()  # stop once the spool is empty or the deadline passes
         self._deadline = float("inf")
         self._settled = threading.Condition()  # notified after every batch is settled
-        self._waiters: dict[str, DeliveryWaiter] = {}
-        self._waiters_lock = threading.Lock()
-        self._waiters_ended: Callable[[str], SentinelError] | None = None  # set by end_waiters()
+        self.waiters = Waiters()  # callers of send(wait=True)
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self._random = random.Random()
         self._blocked = False  # the deployment refuses every record (reported once, at ERROR)
         self._link = Link(self._link_changed)  # the transport reports reachability through it, mid-batch
@@ -111,10 +85,6 @@ class Flusher:
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="sentinel-durable-flusher", daemon=True)
         self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
 
     @property
     def unreachable(self) -> bool:
@@ -138,37 +108,6 @@ class Flusher:
         """Wait until a batch is settled, or ``timeout`` seconds."""
         with self._settled:
             self._settled.wait(timeout)
-
-    def register_waiter(self, event_id: str) -> DeliveryWaiter:
-        waiter = DeliveryWaiter()
-        with self._waiters_lock:
-            if self._waiters_ended is not None:
-                waiter.fail(self._waiters_ended(event_id))  # registered after close(): never to be acked here
-            else:
-                self._waiters[event_id] = waiter
-        return waiter
-
-    def fail_waiters(self, event_ids: Sequence[str], error: Callable[[str], SentinelError]) -> None:
-        """Resolve the waiters of ``event_ids`` (events that will never be acked) with ``error(event_id)``."""
-        if not self._waiters:
-            return
-        with self._waiters_lock:
-            for event_id in event_ids:
-                waiter = self._waiters.pop(event_id, None)
-                if waiter is not None:
-                    waiter.fail(error(event_id))
-
-    def end_waiters(self, error: Callable[[str], SentinelError]) -> None:
-        """Resolve every waiter, now and registered later, with ``error(event_id)`` (the client closed)."""
-        with self._waiters_lock:
-            self._waiters_ended = error
-            waiters, self._waiters = self._waiters, {}
-        for event_id, waiter in waiters.items():
-            waiter.fail(error(event_id))
-
-    def forget_waiter(self, event_id: str) -> None:
-        with self._waiters_lock:
-            self._waiters.pop(event_id, None)
 
     def stop(self, timeout: float | None) -> bool:
         """Deliver what can be delivered within ``timeout`` seconds (``None``: no limit), then stop;
@@ -200,7 +139,8 @@ class Flusher:
         if probe_brokers(self._config) is not None:
             return True
         logger.debug("a broker takes connections again (%s)", ", ".join(self._config.brokers))
-        self.counters.broker_connected = None  # not known to be down; the next ack says connected
+        with self.counters.lock:
+            self.counters.broker_connected = None  # not known to be down; the next ack says connected
         return False
 
     # -- the thread -------------------------------------------------------------------------------
@@ -340,17 +280,18 @@ class Flusher:
         counters = self.counters
         retried = sum(map(len, waiting.values())) + sum(map(len, failing.values()))
         failed = sum(map(len, failing.values())) + sum(map(len, dead.values()))
-        counters.delivered += len(delivered)
-        counters.dead_lettered += sum(map(len, dead.values()))
-        counters.retries += retried
-        if delivered:
-            counters.writes += 1
-            counters.bytes += sum(len(record.data) for record in delivered)
-            counters.batch_sizes = [*counters.batch_sizes[-99:], len(delivered)]
         errors = [error for group in (waiting, failing, dead) for error in group if error]
-        if errors:
-            counters.errors += failed + (1 if waiting else 0)
-            counters.last_error = errors[-1]
+        with counters.lock:
+            counters.delivered += len(delivered)
+            counters.dead_lettered += sum(map(len, dead.values()))
+            counters.retries += retried
+            if delivered:
+                counters.writes += 1
+                counters.bytes += sum(len(record.data) for record in delivered)
+                counters.batch_sizes = [*counters.batch_sizes[-99:], len(delivered)]
+            if errors:
+                counters.errors += failed + (1 if waiting else 0)
+                counters.last_error = errors[-1]
         if delivered:
             self._link_changed(True, None)
         elif unreachable is not None:
@@ -359,6 +300,10 @@ class Flusher:
     def _link_changed(self, reachable: bool, reason: str | None) -> None:
         """Reachability as the transport (mid-batch) or a settled batch reports it: one WARNING when
         an outage starts, one INFO when the first ack ends it. On the flusher thread only."""
+        with self.counters.lock:
+            self._record_link(reachable, reason)
+
+    def _record_link(self, reachable: bool, reason: str | None) -> None:
         counters = self.counters
         if reachable:
             if counters.broker_connected is False:
@@ -394,18 +339,12 @@ class Flusher:
             self._blocked = False
 
     def _resolve_waiters(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
-        if not self._waiters:
+        if not self.waiters:
             return
-        with self._waiters_lock:
-            for record in delivered:
-                waiter = self._waiters.pop(record.event_id, None)
-                if waiter is not None:
-                    waiter.done.set()
-            for error, records in dead.items():
-                for record in records:
-                    waiter = self._waiters.pop(record.event_id, None)
-                    if waiter is not None:
-                        waiter.fail(_dead_letter_error(error, record))
+        self.waiters.delivered(record.event_id for record in delivered)
+        for error, records in dead.items():
+            by_id = {record.event_id: record for record in records}
+            self.waiters.fail(by_id, functools.partial(_dead_letter_of, error, by_id))
 
     def _notify_callbacks(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
         """Call the user's on_delivery / on_error; their exceptions are logged and counted, never ours."""
@@ -444,8 +383,9 @@ class Flusher:
             self._kick.clear()
 
     def _record_error(self, message: str, exc: BaseException) -> None:
-        self.counters.errors += 1
-        self.counters.last_error = message
+        with self.counters.lock:
+            self.counters.errors += 1
+            self.counters.last_error = message
         logger.debug("flusher error", exc_info=exc)
 
     def _return_quietly(self, claim: Claim) -> None:

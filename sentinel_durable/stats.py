@@ -1,10 +1,12 @@
-"""``Client.stats()``: counters since the client started and gauges now (DESIGN §5)."""
+"""``Client.stats()``: counters since the client started and gauges now, and the flusher's counters they come from."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from dataclasses import dataclass, field
 
-__all__ = ["Stats"]
+__all__ = ["FlusherCounters", "Stats"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +43,25 @@ class Stats:
     bytes: int = 0
     batch_size: float = 0.0
     max_attempts: int = 0
+
+
+@dataclass
+class FlusherCounters:
+    """What the flusher did since it started. Written under ``lock`` (by the flusher thread, and
+    by ``close()`` rechecking the brokers); ``Client.stats()`` reads a ``snapshot()``."""
+
+    delivered: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    broker_connected: bool | None = None  # None until the first attempt
+    writes: int = 0
+    bytes: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    def snapshot(self) -> FlusherCounters:
+        """A copy of the figures, read together."""
+        with self.lock:
+            return dataclasses.replace(self, batch_sizes=list(self.batch_sizes), lock=threading.RLock())

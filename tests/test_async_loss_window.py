@@ -27,10 +27,11 @@ from pathlib import Path
 from spool_helpers import drain_all
 
 from sentinel_durable.spool import Spool, spool_files
+from sentinel_durable.spool.commit import AsyncBuffer
 
 FLOOD = Path(__file__).parent / "programs" / "async_flood.py"
 #: The documented bound: the async buffer filling and the one being committed, 1,000 events each.
-MAX_LOST = 2 * Spool.ASYNC_BUFFER_LIMIT
+MAX_LOST = 2 * AsyncBuffer.LIMIT
 THREADS = 4
 KILLS = 4
 STALL_S = 0.5

@@ -30,7 +30,7 @@ def leave_spool(directory: Path, count: int, dead: int = 0) -> list[str]:
         claim = spool.claim(dead)
         assert claim is not None
         spool.dead_letter(claim, claim.records, "MessageSizeTooLargeError: too big")
-    spool._active.close()  # release the file without draining it, as a dead owner would
+    spool._owned.active.close()  # release the file without draining it, as a dead owner would
     spool._closed = True
     return [record.event_id for record in batch]
 

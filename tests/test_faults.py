@@ -56,8 +56,8 @@ def _orphan_with(spool_dir: Path, count: int) -> Path:
     spool = Spool(spool_dir)
     spool.put_many(records(count, size=300))
     path = spool.active_path
-    spool._active.shrink()  # checkpoint: the events are in the database file itself
-    spool._active.close()  # released as a dead owner would leave it
+    spool._owned.active.shrink()  # checkpoint: the events are in the database file itself
+    spool._owned.active.close()  # released as a dead owner would leave it
     spool._closed = True
     return path
 
@@ -86,7 +86,7 @@ def test_missing_wal_of_a_killed_writer_loses_only_what_was_never_checkpointed(t
     spool = Spool(tmp_path)  # a second writer adds events that only live in its WAL...
     spool.put_many(records(50))
     second = spool.active_path
-    spool._active.abandon()  # ...and dies without a checkpoint
+    spool._owned.active.abandon()  # ...and dies without a checkpoint
     spool._closed = True
     Path(f"{second}-wal").unlink()  # then the WAL is lost (a careless copy, a cleanup script)
     found = drain_all(tmp_path)  # opens both files without an error

@@ -28,7 +28,7 @@ def leave_orphan(directory: Path, topic: str | None, count: int) -> Path:
     before = set(spool_files(directory))
     spool = Spool(directory, topic=topic)
     spool.put_many(records(count))
-    spool._active.close()
+    spool._owned.active.close()
     spool._closed = True
     (path,) = set(spool_files(directory)) - before
     return path

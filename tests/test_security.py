@@ -41,7 +41,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pki import HOST, KEY_PASSWORD, Pki, make_pki
 
 import sentinel_durable as sentinel
-from sentinel_durable.kafka_transport import producer_options
+from sentinel_durable.transports.kafka_python import producer_options
 from sentinel_durable.testing import wait_until
 
 #: The SASL password, like the client key's (KEY_PASSWORD): neither may show up anywhere.
@@ -624,7 +624,7 @@ def test_security_settings_reach_both_kafka_clients(mechanism: str, protocol: st
     }
     assert producer_options(config).items() >= kafka_python.items()
     if importlib.util.find_spec("confluent_kafka") is not None:
-        from sentinel_durable.confluent_transport import producer_settings
+        from sentinel_durable.transports.confluent import producer_settings
 
         librdkafka = {
             "security.protocol": protocol.lower(),

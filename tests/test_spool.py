@@ -19,7 +19,7 @@ import pytest
 from spool_helpers import drain_all, record, records
 
 from sentinel_durable import ConfigError, SpoolFullError
-from sentinel_durable.spool import Spool, _SpoolFile, owner_alive, read_dead_letters, spool_files
+from sentinel_durable.spool import Spool, owner_alive, read_dead_letters, schema, spool_files
 
 WRITER = Path(__file__).parent / "programs" / "spool_writer.py"
 
@@ -105,19 +105,19 @@ def test_dead_letters_can_be_requeued_and_purged(spool_dir: Path) -> None:
         claim = spool.claim(4)
         assert claim is not None
         spool.dead_letter(claim, claim.records, "bad topic")
-        assert spool._active.requeue_dead_letters() == 4
+        assert spool._owned.active.requeue_dead_letters() == 4
         assert spool.counts().pending == 4
         claim = spool.claim(4)
         assert claim is not None
         spool.dead_letter(claim, claim.records, "bad topic")
-        assert spool._active.purge_dead_letters() == 4
+        assert spool._owned.active.purge_dead_letters() == 4
         assert spool.counts().dead_letters == 0
 
 
 def test_each_operation_is_one_transaction(spool_dir: Path) -> None:
     statements: list[str] = []
     with Spool(spool_dir) as spool:
-        spool._active._connection.set_trace_callback(statements.append)
+        spool._owned.active._connection.set_trace_callback(statements.append)
         spool.put_many(records(100))
         claim = spool.claim(100)
         assert claim is not None
@@ -128,7 +128,7 @@ def test_each_operation_is_one_transaction(spool_dir: Path) -> None:
 
 def test_claim_seeks_by_rowid_instead_of_scanning(spool_dir: Path) -> None:
     with Spool(spool_dir) as spool, sqlite3.connect(spool.active_path) as db:
-        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + _SpoolFile.SQL_CLAIM, (100, 10)))
+        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN " + schema.SQL_CLAIM, (100, 10)))
     assert "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
 
 
@@ -220,7 +220,7 @@ def _committed_rows(path: Path) -> int:
 def test_each_mode_commits_inserts_at_its_sqlite_synchronous_level(spool_dir: Path, durability: str) -> None:
     statements: list[str] = []
     with Spool(spool_dir, durability=durability) as spool:  # type: ignore[arg-type]
-        connection = spool._active._connection
+        connection = spool._owned.active._connection
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL between writes
         connection.set_trace_callback(statements.append)
@@ -366,7 +366,7 @@ def _leave_orphan(spool_dir: Path, count: int, size: int = 10, claim: int = 0) -
         "import os; from pathlib import Path; from sentinel_durable.spool import Spool; "
         "from spool_helpers import records; "
         f"s = Spool(Path({str(spool_dir)!r})); s.put_many(records({count}, {size})); "
-        f"s.claim({claim}) if {claim} else None; s._active.shrink(); print(s.active_path, flush=True); os._exit(0)"
+        f"s.claim({claim}) if {claim} else None; s._owned.active.shrink(); print(s.active_path, flush=True); os._exit(0)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
@@ -499,8 +499,8 @@ def test_batch_larger_than_the_bound_is_refused_whole(spool_dir: Path) -> None:
 def test_events_older_than_max_event_age_expire(spool_dir: Path) -> None:
     with Spool(spool_dir, max_event_age=3600) as spool:
         spool.put_many(records(5))
-        with spool._active.lock:  # age the first three by two hours
-            spool._active._connection.execute(
+        with spool._owned.active.lock:  # age the first three by two hours
+            spool._owned.active._connection.execute(
                 "UPDATE ack_queue_default SET timestamp = timestamp - 7200 WHERE _id <= 3"
             )
         assert spool.expire() == 3
@@ -595,7 +595,7 @@ def test_dropping_oldest_never_touches_events_in_flight(spool_dir: Path) -> None
         spool.put_many(batch)
         claim = spool.claim(5)  # the flusher has these on the wire
         assert claim is not None
-        assert spool._delete_oldest_pending(10**9) == 5  # only the five pending ones can go
+        assert spool._owned.active.drop_oldest_pending(10**9) == 5  # only the five pending ones can go
         counts = spool.counts()
         assert (counts.pending, counts.in_flight) == (0, 5)
         spool.ack(claim)

@@ -151,8 +151,8 @@ def test_a_file_written_before_topics_were_recorded_is_adopted_and_stamped(
         assert "'new'" in warnings[0].getMessage()
         assert "p0" not in caplog.text  # never the events' content
         assert recorded_topic(path) == "new"
-        spool._adopted.clear()  # leave it undrained, as a crashed process would
-        spool._active.close()
+        spool._owned.adopted.clear()  # leave it undrained, as a crashed process would
+        spool._owned.active.close()
         spool._closed = True
     with Spool(tmp_path, topic="other") as other:
         assert other.adopt_orphans() == 0  # now it records "new": not for "other"
@@ -188,7 +188,7 @@ def test_dlq_requeue_with_topic_moves_the_dead_letters_to_that_topic(
     claim = spool.claim(2)
     assert claim is not None
     spool.dead_letter(claim, claim.records, "MessageSizeTooLargeError: too big")
-    spool._active.close()  # left by a process that is gone
+    spool._owned.active.close()  # left by a process that is gone
     spool._closed = True
     code, out, err = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path), "--topic", "orders-retry")
     assert code == 0, err
@@ -230,7 +230,7 @@ def test_dlq_requeue_with_topic_fsyncs_the_moved_events_before_deleting_them(
     claim = spool.claim(3)
     assert claim is not None
     spool.dead_letter(claim, claim.records, "bad")
-    spool._active.close()
+    spool._owned.active.close()
     spool._closed = True
     statements = trace_moves(monkeypatch)
     synced = record_directory_fsyncs(monkeypatch)
@@ -257,7 +257,7 @@ def test_dlq_requeue_without_topic_keeps_the_recorded_one(tmp_path: Path, capsys
     claim = spool.claim(1)
     assert claim is not None
     spool.dead_letter(claim, claim.records, "bad")
-    spool._active.close()
+    spool._owned.active.close()
     spool._closed = True
     code, out, _ = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))
     assert code == 0
@@ -286,7 +286,7 @@ def leave_spool(directory: Path, count: int) -> list[str]:
     spool = Spool(directory)
     batch = records(count)
     spool.put_many(batch)
-    spool._active.close()
+    spool._owned.active.close()
     spool._closed = True
     return [r.event_id for r in batch]
 

@@ -280,7 +280,7 @@ def test_client_library_logs_has_an_environment_variable() -> None:
 def test_the_applications_own_kafka_python_logs_are_untouched() -> None:
     """Our filter keeps out the lines of our connections only: the application's own kafka-python
     client (another thread, another client id) logs as it did."""
-    import sentinel_durable.kafka_transport  # noqa: F401  (installs the filters)
+    import sentinel_durable.transports.kafka_python  # noqa: F401  (installs the filters)
 
     seen: list[logging.LogRecord] = []
 
@@ -534,7 +534,7 @@ def test_a_probe_of_many_brokers_that_never_answer_ends_within_one_probe_timeout
 ) -> None:
     """The flusher thread probes while acks are late: four brokers that never answer cost one probe
     timeout (1 s), not one each."""
-    from sentinel_durable.transport import PROBE_TIMEOUT, probe_brokers
+    from sentinel_durable.transports import PROBE_TIMEOUT, probe_brokers
 
     config = sentinel.Config(brokers=unanswering_brokers, topic="t")
     started = time.monotonic()
@@ -573,7 +573,7 @@ class _MixedBatch:
     OWN_FAULT = "the record's own fault (an invalid timestamp)"
 
     def deliver(self, records: Any, timeout: float) -> list[Any]:
-        from sentinel_durable.transport import Outcome, RecordResult
+        from sentinel_durable.transports import Outcome, RecordResult
 
         outcomes = [RecordResult(Outcome.RETRY, self.OUTAGE, unreachable=True),
                     RecordResult(Outcome.FAILED, self.OWN_FAULT)]  # fmt: skip

@@ -17,9 +17,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from .config import Config
-from .spool import ClaimedRecord
-from .transport import (
+from ..config import Config
+from ..records import ClaimedRecord
+from .base import (
     DELIVERED,
     PROBE_AFTER,
     PROBE_TIMEOUT,
@@ -99,6 +99,7 @@ _ALL_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE})
 def producer_settings(config: Config) -> dict[str, Any]:
     """librdkafka settings for a configuration (secrets included: never log this)."""
     write_ms = int(config.write_timeout * 1000)
+    read_ms = int(config.read_timeout * 1000)
     settings: dict[str, Any] = {
         "bootstrap.servers": ",".join(config.brokers),
         "client.id": "sentinel-durable",
@@ -112,8 +113,8 @@ def producer_settings(config: Config) -> dict[str, Any]:
         # We retry ourselves, forever; duplicates carry their event_id.
         "enable.idempotence": False,
         "message.timeout.ms": write_ms,
-        "request.timeout.ms": write_ms,
-        "socket.timeout.ms": write_ms,
+        "request.timeout.ms": read_ms,  # how long one broker response may take
+        "socket.timeout.ms": read_ms,
         "reconnect.backoff.ms": int(config.retry_backoff * 1000),
         "reconnect.backoff.max.ms": int(config.max_retry_backoff * 1000),
         "security.protocol": config.security_protocol.lower(),

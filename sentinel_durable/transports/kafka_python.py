@@ -12,7 +12,6 @@ import contextlib
 import logging
 import socket
 import ssl
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -26,9 +25,9 @@ with warnings.catch_warnings():
     from kafka import errors as kafka_errors
     from kafka.admin import ConfigResource, ConfigResourceType
 
-from .config import Config
-from .spool import ClaimedRecord
-from .transport import (
+from ..config import Config
+from ..records import ClaimedRecord
+from .base import (
     DELIVERED,
     PROBE_AFTER,
     PROBE_TIMEOUT,
@@ -46,114 +45,10 @@ from .transport import (
     topic_denied,
     topic_missing,
 )
+from .kafka_python_logs import CLIENT_ID, LOGIN_FAILURES, OURS, REDACT, filter_kafka_loggers
 
 logger = logging.getLogger(__name__)
 
-
-class _RedactSecrets(logging.Filter):
-    """kafka-python logs every request at DEBUG, SASL/PLAIN's SaslAuthenticate included, whose
-    bytes carry the password in clear: replace any secret of ours in its log records."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        if secret:
-            self.secrets.update({secret, repr(secret.encode())[2:-1]})  # as text, and as bytes' repr
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(secret in message for secret in self.secrets):
-                for secret in sorted(self.secrets, key=len, reverse=True):
-                    message = message.replace(secret, "**********")
-                record.msg, record.args = message, None
-        return True
-
-
-class _LoginFailures(logging.Filter):
-    """kafka-python gives up bootstrapping with "Unable to bootstrap" alone; the refused SASL
-    login that made it give up is only in its log records. Keep the latest, to name it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.latest: tuple[float, BaseException] | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        for arg in args:
-            if isinstance(arg, kafka_errors.SaslAuthenticationFailedError):
-                self.latest = (time.monotonic(), arg)
-        return True
-
-    def since(self, started: float) -> BaseException | None:
-        latest = self.latest
-        return latest[1] if latest is not None and latest[0] >= started else None
-
-
-class _OurConnections(logging.Filter):
-    """Keep kafka-python's lines about our producers' connections out of the application's logs
-    (it logs every failed reconnect at WARNING and ERROR: a flood in an outage, which our one
-    WARNING already reports), unless the client was made with ``client_library_logs=True``.
-
-    Ours are the records logged on our threads: the flusher's, and the threads kafka-python starts
-    for a producer whose client id is ours (``kafka-io-sentinel-durable``...); they are demoted to
-    DEBUG. The application's own kafka-python clients log as before: nothing is changed in the
-    loggers' levels or handlers.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._thread = threading.local()  # .wanted: what the client the current thread works for chose
-        self._wanted_lock = threading.Lock()
-        self._wanted = 0  # transports alive with client_library_logs=True (for kafka-python's threads)
-
-    def want(self, wanted: bool | None) -> None:
-        """On the thread about to call kafka-python for a client: its choice applies to that thread."""
-        self._thread.wanted = wanted
-
-    def transport_started(self, wanted: bool) -> None:
-        if wanted:
-            with self._wanted_lock:
-                self._wanted += 1
-
-    def transport_closed(self, wanted: bool) -> None:
-        if wanted:
-            with self._wanted_lock:
-                self._wanted -= 1
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        wanted = getattr(self._thread, "wanted", None)
-        if wanted is None:
-            if CLIENT_ID not in (record.threadName or ""):
-                return True  # not ours
-            wanted = self._wanted > 0
-        if wanted or record.levelno <= logging.DEBUG:
-            return True
-        # Ours, and not wanted: demoted to DEBUG, so it shows only where the application logs
-        # kafka-python at DEBUG (as librdkafka's lines do, on the "librdkafka" logger).
-        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-
-
-#: The client id of our producers: brokers see it, and it names kafka-python's threads for them.
-CLIENT_ID = "sentinel-durable"
-_REDACT = _RedactSecrets()
-_LOGIN_FAILURES = _LoginFailures()
-_OURS = _OurConnections()
-
-
-def _filter_kafka_loggers() -> None:
-    """Put our filters on every kafka-python logger (a logger's filters see only its own records),
-    the login watcher before the one that may drop the record. Idempotent: new loggers get them too."""
-    for name in [name for name in logging.root.manager.loggerDict if name == "kafka" or name.startswith("kafka.")]:
-        kafka_logger = logging.getLogger(name)
-        for log_filter in (_REDACT, _LOGIN_FAILURES, _OURS) if name == "kafka.net.manager" else (_REDACT, _OURS):
-            kafka_logger.addFilter(log_filter)  # addFilter does nothing for a filter already there
-
-
-_filter_kafka_loggers()
 
 #: Failures that belong to one record: retrying it can never succeed, so it is dead-lettered
 #: after max_retries attempts while the records behind it go on.
@@ -200,6 +95,7 @@ _BATCH_BYTES = 1 << 20
 def producer_options(config: Config) -> dict[str, Any]:
     """KafkaProducer settings for a configuration (secrets included: never log this)."""
     write_ms = int(config.write_timeout * 1000)
+    read_ms = int(config.read_timeout * 1000)
     options: dict[str, Any] = {
         "bootstrap_servers": list(config.brokers),
         "client_id": CLIENT_ID,
@@ -215,8 +111,8 @@ def producer_options(config: Config) -> dict[str, Any]:
         "enable_idempotence": False,
         "retries": 0,
         "max_in_flight_requests_per_connection": 5,
-        "request_timeout_ms": write_ms,
-        "delivery_timeout_ms": write_ms + int(config.batch_timeout * 1000) + 1,
+        "request_timeout_ms": read_ms,  # how long one broker response may take
+        "delivery_timeout_ms": max(write_ms, read_ms) + int(config.batch_timeout * 1000) + 1,
         "max_block_ms": write_ms,
         "bootstrap_timeout_ms": write_ms,
         "reconnect_backoff_ms": int(config.retry_backoff * 1000),
@@ -228,14 +124,14 @@ def producer_options(config: Config) -> dict[str, Any]:
         options["sasl_plain_username"] = config.sasl_username
         if config.sasl_password is not None:
             options["sasl_plain_password"] = config.sasl_password.get_secret_value()
-            _REDACT.add(options["sasl_plain_password"])
+            REDACT.add(options["sasl_plain_password"])
     for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
         path = getattr(config, name)
         if path is not None:
             options[name] = str(path)
     if config.ssl_password is not None:
         options["ssl_password"] = config.ssl_password.get_secret_value()
-        _REDACT.add(options["ssl_password"])
+        REDACT.add(options["ssl_password"])
     return options
 
 
@@ -291,7 +187,7 @@ class KafkaPythonTransport:
         self._limit = TopicSizeLimit(config, self._read_size_limit)
         self._outage: str | None = None  # why the brokers cannot be reached, as a probe found
         self._probes = ProbeSchedule()  # while acks are late
-        _OURS.transport_started(config.client_library_logs)
+        OURS.transport_started(config.client_library_logs)
         self._closed = False
 
     def _ensure_producer(self) -> Any:
@@ -310,7 +206,7 @@ class KafkaPythonTransport:
         return self._producer
 
     def _new_producer(self) -> Any:
-        _filter_kafka_loggers()
+        filter_kafka_loggers()
         options = producer_options(self._config)
         limit = self._limit.value
         if limit is not None:
@@ -326,7 +222,7 @@ class KafkaPythonTransport:
         return producer
 
     def deliver(self, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
-        _OURS.want(self._config.client_library_logs)
+        OURS.want(self._config.client_library_logs)
         started = time.monotonic()
         deadline = started + timeout
         if self._producer is None:
@@ -344,7 +240,7 @@ class KafkaPythonTransport:
             if isinstance(exc, kafka_errors.KafkaTimeoutError):  # a connection, but no Kafka answer on it
                 silent = f"{', '.join(self._config.brokers)}: no Kafka answer within {timeout:g}s ({_describe(exc)})"
                 result = RecordResult(Outcome.RETRY, silent, unreachable=True)
-            refused = _LOGIN_FAILURES.since(started) if self._config.sasl_mechanism is not None else None
+            refused = LOGIN_FAILURES.since(started) if self._config.sasl_mechanism is not None else None
             if refused is not None:
                 return [login_refused(f"{_describe(exc)}; {_describe(refused)}")] * len(records)
             reason = tls_diagnosis(self._config) if self._config.security_protocol.endswith("SSL") else None
@@ -455,15 +351,15 @@ class KafkaPythonTransport:
     def close(self, timeout: float) -> None:
         if not self._closed:
             self._closed = True
-            _OURS.transport_closed(self._config.client_library_logs)
+            OURS.transport_closed(self._config.client_library_logs)
         producer, self._producer = self._producer, None
         if producer is not None:
             # close(timeout) raises when records are still pending; they are on disk anyway.
-            _OURS.want(self._config.client_library_logs)  # close() may run on the caller's thread
+            OURS.want(self._config.client_library_logs)  # close() may run on the caller's thread
             try:
                 _close_producer(producer, timeout)
             finally:
-                _OURS.want(None)
+                OURS.want(None)
 
 
 def _close_producer(producer: Any, timeout: float) -> None:

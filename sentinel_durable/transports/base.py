@@ -8,9 +8,7 @@ fast one, for high-volume batch jobs.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 import queue
 import socket
 import threading
@@ -20,11 +18,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from .config import Config
-from .errors import ConfigError
-from .event import CONSTANT_HEADERS, EVENT_HEADERS
-from .event import record_size as event_record_size
-from .spool import ClaimedRecord
+from .. import _fork
+from ..config import Config
+from ..event import CONSTANT_HEADERS, EVENT_HEADERS
+from ..event import record_size as event_record_size
+from ..records import ClaimedRecord
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +33,9 @@ __all__ = [
     "RecordResult",
     "TopicSizeLimit",
     "Transport",
-    "check_transport_config",
-    "create_transport",
     "record_headers",
     "record_key",
 ]
-
-#: Compression codec -> (importable module it needs, pip extra that installs it).
-_CODECS = {"snappy": ("snappy", "python-snappy"), "lz4": ("lz4", "sentinel-durable[lz4]"),
-           "zstd": ("zstandard", "sentinel-durable[zstd]")}  # fmt: skip
-
 
 class Outcome(Enum):
     DELIVERED = "delivered"
@@ -127,7 +118,7 @@ def _forget_probes_in_child() -> None:
     _PROBING.clear()  # the threads of those probes do not exist in the child
 
 
-os.register_at_fork(after_in_child=_forget_probes_in_child)
+_fork.after_fork_in_child(_forget_probes_in_child)
 
 
 def probe_brokers(config: Config, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -304,38 +295,3 @@ def record_size(record: ClaimedRecord) -> int:
     """Value, key, headers and framing: what the record takes in a batch, before compression, at
     most (the estimate ``max_message_bytes`` is checked against at send time)."""
     return event_record_size(len(record.data), record.service_name, record.model)
-
-
-def check_transport_config(config: Config) -> None:
-    """Raise ``ConfigError`` at construction for a transport or codec that cannot work here."""
-    if config.transport == "confluent":
-        if importlib.util.find_spec("confluent_kafka") is None:
-            raise ConfigError(
-                "transport", "needs confluent-kafka: pip install 'sentinel-durable[fast]'", config.transport
-            )
-        return  # librdkafka has every codec built in
-    needed = _CODECS.get(config.compression)
-    if needed is not None and importlib.util.find_spec(needed[0]) is None:
-        module, extra = needed
-        raise ConfigError("compression", f"needs the {module!r} module: pip install '{extra}'", config.compression)
-
-
-def transport_class(config: Config) -> Callable[[Config, Link | None], Transport]:
-    """The configured transport's class, its module imported.
-
-    The client calls this on the thread that makes it: imported later, on the flusher thread, a
-    fork() taken while that import runs leaves the child a half-imported module it can never use.
-    """
-    if config.transport == "confluent":
-        from .confluent_transport import ConfluentTransport
-
-        return ConfluentTransport
-    from .kafka_transport import KafkaPythonTransport
-
-    return KafkaPythonTransport
-
-
-def create_transport(config: Config, link: Link | None = None) -> Transport:
-    """Build the configured transport (on the flusher thread: this may touch the network)."""
-    check_transport_config(config)
-    return transport_class(config)(config, link)
