@@ -47,9 +47,10 @@ def test_status_shows_counts_per_file_and_total(tmp_path: Path, capsys: pytest.C
     code, out, _ = run(capsys, "status", "--spool-dir", str(tmp_path))
     assert code == 0
     lines = out.splitlines()
-    assert lines[1].split()[:4] == ["file", "pending", "in", "flight"]
+    # No in-flight column: claims only read, so what a live owner has in flight is pending on disk.
+    assert lines[1].split()[:4] == ["file", "pending", "dead", "letters"]
     total = next(line for line in lines if line.startswith("total")).split()
-    assert total[1:4] == ["13", "0", "2"]
+    assert total[1:3] == ["13", "2"]
     assert out.count("gone") == 2
 
 
@@ -144,7 +145,7 @@ def test_drain_with_no_broker_fails_in_one_line(tmp_path: Path, capsys: pytest.C
     assert "20 events still spooled" in line
     assert "Traceback" not in err
     total = json.loads(run(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])["total"]
-    assert total["pending"] + total["in_flight"] == 20  # all still on disk
+    assert total["pending"] == 20  # all still on disk
 
 
 def test_broker_command_serves_until_interrupted(tmp_path: Path) -> None:

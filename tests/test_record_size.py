@@ -17,7 +17,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 import sentinel_durable as sentinel
 from sentinel_durable.event import DEFAULT_MAX_MESSAGE_BYTES, record_size
 from sentinel_durable.spool import ClaimedRecord, SpoolRecord
-from sentinel_durable.transports import record_headers, record_key, too_large
+from sentinel_durable.transports.base import record_headers, record_key, too_large
 
 MARKER = "size-marker-3f9a2c"
 #: Kafka's default topic max.message.bytes.

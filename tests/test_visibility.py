@@ -534,7 +534,7 @@ def test_a_probe_of_many_brokers_that_never_answer_ends_within_one_probe_timeout
 ) -> None:
     """The flusher thread probes while acks are late: four brokers that never answer cost one probe
     timeout (1 s), not one each."""
-    from sentinel_durable.transports import PROBE_TIMEOUT, probe_brokers
+    from sentinel_durable.transports.base import PROBE_TIMEOUT, probe_brokers
 
     config = sentinel.Config(brokers=unanswering_brokers, topic="t")
     started = time.monotonic()
