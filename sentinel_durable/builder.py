@@ -8,8 +8,9 @@ from typing import Any
 
 from .config import Config
 from .errors import ValidationError, describe_value
-from .event import EventRules, TelemetryEvent, check_record_size, validate_event
-from .otel import resolve_span_ids
+from .event import EventRules, TelemetryEvent, validate_event
+from .integrations.otel import resolve_span_ids
+from .records import check_record_size
 
 __all__ = ["EventBuilder"]
 

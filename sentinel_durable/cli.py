@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._cli_tools import CommandError, run_broker, run_demo_command
 from ._timeout import deadline_of, left_until
 from .config import Config
 from .errors import CannotDecrypt, SentinelError, SpoolFileBusy, SpoolFileCorrupt
@@ -37,14 +35,6 @@ from .spool import (
 )
 
 __all__ = ["main"]
-
-
-class CommandError(Exception):
-    """A failure to report as one line, with an exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,10 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("action", choices=["list", "requeue", "purge"])
     spool_option(dlq)
 
-    broker = command("broker", _broker, "run an embedded Kafka-compatible broker for local development")
+    broker = command("broker", run_broker, "run an embedded Kafka-compatible broker for local development")
     broker.add_argument("--port", type=int, default=9092, help="port to listen on (default 9092)")
 
-    demo = command("demo", _demo, "show offline-first delivery end to end with an embedded broker")
+    demo = command("demo", run_demo_command, "show offline-first delivery end to end with an embedded broker")
     demo.add_argument("--events", type=int, default=3000, help="events per sending phase (default 3000)")
     return parser
 
@@ -340,55 +330,6 @@ def _dlq(args: argparse.Namespace) -> int:
     if busy:
         raise CommandError("; ".join(busy) + " (stop it, or retry once it has exited)")
     return 0
-
-
-class _Stop(BaseException):
-    """Raised in the main thread by SIGTERM or SIGHUP, so that ``with EmbeddedBroker`` stops the broker."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end ``broker`` as Ctrl-C does: the child is stopped by pid before we exit."""
-
-    def stop(signum: int, _frame: object) -> None:
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the first signal wins: the
-            signal.signal(number, signal.SIG_IGN)  # broker's stop() must not be interrupted
-        raise _Stop(signum)
-
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, stop)
-
-
-def _broker(args: argparse.Namespace) -> int:
-    from .testing import EmbeddedBroker
-
-    _stop_on_signals()
-    try:
-        with EmbeddedBroker(port=args.port) as broker:
-            print(
-                f"Kafka-compatible broker (Tansu, in memory) on {broker.bootstrap_servers}; Ctrl-C to stop", flush=True
-            )
-            stopped = threading.Event()  # never set: a timed wait between looks at the broker
-            while not stopped.wait(1.0):  # until a signal, or the broker process ends
-                if not broker.running:
-                    raise CommandError(f"the broker exited unexpectedly ({broker!r})")
-    except _Stop as stop:
-        print(f"sentinel-durable: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
-        return 128 + stop.signum
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CommandError(f"{exc.strerror} (another process has the port; choose another with --port)") from exc
-        raise
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(events=args.events)
 
 
 # --- formatting -----------------------------------------------------------------------------------

@@ -47,7 +47,6 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
-from ._version import __version__
 from .errors import ValidationError, describe_type
 
 __all__ = [
@@ -60,8 +59,6 @@ __all__ = [
     "PromptInfo",
     "ResponseInfo",
     "TelemetryEvent",
-    "check_record_size",
-    "record_size",
     "validate_event",
 ]
 
@@ -362,48 +359,3 @@ def _raise_ours(exc: PydanticValidationError) -> NoReturn:
     if error["type"] == "missing":  # pydantic's input is then the enclosing object: not the field's value
         raise ValidationError(".".join(location), message, show_value=False) from exc
     raise ValidationError(".".join(location) or "event", message, error.get("input")) from exc
-
-
-# --- the record's size ------------------------------------------------------------
-
-#: Framing of one record alone in a Kafka v2 record batch, at its largest: the batch header
-#: (61 bytes), then the record's length, attributes, timestamp delta, offset delta, key length,
-#: value length and header count, each varint at its widest.
-_RECORD_FRAMING = 61 + 5 + 1 + 10 + 5 + 5 + 5 + 5
-#: The headers of every record (``transport.record_headers`` sends these, and the size estimate
-#: counts them): first those whose value is the event's field of that name, then those whose
-#: value is constant. Each header costs its name, its value and two varint lengths (at most 5
-#: bytes each).
-EVENT_HEADERS = ("event_id", "service_name", "model")
-CONSTANT_HEADERS: tuple[tuple[str, bytes], ...] = (
-    ("content-type", b"application/json"), ("sdk.name", b"sentinel-durable"), ("sdk.version", __version__.encode()),
-)  # fmt: skip
-_HEADERS_FIXED = sum(len(name) + 10 for name in EVENT_HEADERS) + sum(
-    len(name) + 10 + len(value) for name, value in CONSTANT_HEADERS
-)
-_UUID_LENGTH = 36
-
-
-def record_size(value_bytes: int, service_name: str, model: str) -> int:
-    """A conservative estimate of the bytes one event takes as a Kafka record, uncompressed:
-    the value, the longest key ``partition_key`` can choose (``service_name`` or ``event_id``),
-    the headers and the batch framing. Kafka's producers check ``max.request.size`` (and the
-    broker ``max.message.bytes``) against about this; it is never below what they count."""
-    service = len(service_name.encode("utf-8", "surrogatepass"))
-    key = max(service, _UUID_LENGTH)
-    headers = _HEADERS_FIXED + _UUID_LENGTH + service + len(model.encode("utf-8", "surrogatepass"))
-    return _RECORD_FRAMING + value_bytes + key + headers
-
-
-def check_record_size(value: bytes, event: TelemetryEvent, max_message_bytes: int) -> None:
-    """Raise ``ValidationError`` when ``event`` (serialized as ``value``) makes a record larger
-    than ``max_message_bytes``: Kafka would refuse it, so it is never spooled."""
-    size = record_size(len(value), event.service_name, event.model)
-    if size > max_message_bytes:
-        raise ValidationError(
-            "event",
-            f"makes a Kafka record of {size} bytes (value {len(value)} bytes, plus key and headers),"
-            f" over max_message_bytes={max_message_bytes}",
-            size,
-            show_value=False,
-        )

@@ -3,8 +3,8 @@
 The loop: claim a batch from the spool, hand it to the transport, wait for the acks, then
 settle each record in the spool — delete what was delivered, put back what may be retried,
 dead-letter what failed ``max_retries`` times for a reason of its own. Retriable failures
-back off exponentially with full jitter (the ``backoff`` library's generators), capped at
-``max_retry_backoff``, and are retried forever.
+back off exponentially with full jitter, capped at ``max_retry_backoff``, and are retried
+forever; a wait is cut short by ``flush``/``close`` and never outlasts the close deadline.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-
-import backoff
 
 from .config import Config
 from .errors import SendError
@@ -364,16 +362,15 @@ class Flusher:
     # -- helpers -------------------------------------------------------------------------------
 
     def _delays(self) -> Iterator[float]:
-        # backoff.expo yields factor * 2**n up to max_value; full_jitter then picks in [0, delay].
-        delays: Iterator[float] = backoff.expo(
-            base=2, factor=self._config.retry_backoff, max_value=self._config.max_retry_backoff
-        )
-        next(delays)  # backoff's generators yield None first (they are primed with send(None))
-        return delays
+        """Exponential backoff, capped: retry_backoff, twice that, ... up to max_retry_backoff."""
+        delay, cap = self._config.retry_backoff, self._config.max_retry_backoff
+        while True:
+            yield min(delay, cap)
+            delay = min(delay * 2, cap)
 
     def _next_delay(self, delays: Iterator[float]) -> float:
-        # Full jitter (backoff.full_jitter's rule) from a generator of our own, so that the
-        # application's global random state is never touched from our thread.
+        # Full jitter (a uniform pick in [0, delay]) from a generator of our own, so that the
+        # application's random sequence is never advanced from our thread.
         return self._random.uniform(0, next(delays))
 
     def _pause(self, seconds: float) -> None:

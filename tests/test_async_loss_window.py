@@ -26,7 +26,7 @@ from pathlib import Path
 
 from spool_helpers import drain_all
 
-from sentinel_durable.spool import Spool, spool_files
+from sentinel_durable.spool import spool_files
 from sentinel_durable.spool.commit import AsyncBuffer
 
 FLOOD = Path(__file__).parent / "programs" / "async_flood.py"

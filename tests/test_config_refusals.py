@@ -99,7 +99,7 @@ def test_the_smallest_spool_allowed_takes_a_record_of_max_message_bytes(tmp_path
 
 
 def _event_of_record_size(config: sentinel.Config, target: int) -> sentinel.TelemetryEvent:
-    from sentinel_durable.event import record_size
+    from sentinel_durable.records import record_size
 
     def build(metadata_bytes: int) -> sentinel.TelemetryEvent:
         return (

@@ -15,7 +15,8 @@ from conftest import BrokerUnderTest, free_port
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 import sentinel_durable as sentinel
-from sentinel_durable.event import DEFAULT_MAX_MESSAGE_BYTES, record_size
+from sentinel_durable.event import DEFAULT_MAX_MESSAGE_BYTES
+from sentinel_durable.records import record_size
 from sentinel_durable.spool import ClaimedRecord, SpoolRecord
 from sentinel_durable.transports.base import record_headers, record_key, too_large
 

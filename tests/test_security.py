@@ -41,8 +41,8 @@ from kafka import KafkaConsumer, TopicPartition
 from pki import HOST, KEY_PASSWORD, Pki, make_pki
 
 import sentinel_durable as sentinel
-from sentinel_durable.transports.kafka_python import producer_options
 from sentinel_durable.testing import wait_until
+from sentinel_durable.transports.kafka_python import producer_options
 
 #: The SASL password, like the client key's (KEY_PASSWORD): neither may show up anywhere.
 SASL_PASSWORD = "sasl-pass-8b2e6a41-never-log-me"

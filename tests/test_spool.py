@@ -366,7 +366,8 @@ def _leave_orphan(spool_dir: Path, count: int, size: int = 10, claim: int = 0) -
         "import os; from pathlib import Path; from sentinel_durable.spool import Spool; "
         "from spool_helpers import records; "
         f"s = Spool(Path({str(spool_dir)!r})); s.put_many(records({count}, {size})); "
-        f"s.claim({claim}) if {claim} else None; s._owned.active.shrink(); print(s.active_path, flush=True); os._exit(0)"
+        f"s.claim({claim}) if {claim} else None; s._owned.active.shrink(); print(s.active_path, flush=True);"
+        " os._exit(0)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)

@@ -142,10 +142,6 @@ class Spool:
     # -- the bounds' figures and hooks ----------------------------------------------------------
 
     @property
-    def max_spool_bytes(self) -> int:
-        return self.bounds.max_spool_bytes
-
-    @property
     def dropped(self) -> dict[str, int]:
         return dict(self.bounds.dropped)
 
@@ -156,10 +152,6 @@ class Spool:
     @on_drop.setter
     def on_drop(self, hook: Callable[[str, Sequence[str]], None] | None) -> None:
         self.bounds.on_drop = hook
-
-    @property
-    def quarantined(self) -> list[str]:
-        return self._owned.quarantined
 
     @property
     def active_path(self) -> Path:
@@ -200,10 +192,6 @@ class Spool:
         self._ensure_owner()
         if self._buffer is not None:
             self._buffer.commit()
-
-    @property
-    def commits(self) -> int:
-        return self.bounds.commits
 
     # -- draining ------------------------------------------------------------------------------
 

@@ -20,9 +20,8 @@ from typing import Protocol
 
 from .. import _fork
 from ..config import Config
-from ..event import CONSTANT_HEADERS, EVENT_HEADERS
-from ..event import record_size as event_record_size
-from ..records import ClaimedRecord
+from ..records import CONSTANT_HEADERS, EVENT_HEADERS, ClaimedRecord
+from ..records import record_size as event_record_size
 
 logger = logging.getLogger(__name__)
 
