@@ -23,7 +23,8 @@ from .records import ClaimedRecord
 from .spool import Claim, Spool
 from .stats import FlusherCounters
 from .transports import Link, Outcome, RecordResult, Transport, create_transport, probe_brokers
-from .waiters import Waiters
+from .transports.base import deliver_isolating
+from .waiters import Waiters, dead_letter_error, dead_letter_of
 
 __all__ = ["DEFAULT_BATCH", "Flusher"]
 
@@ -35,14 +36,6 @@ DEFAULT_BATCH = 1000
 MIN_LINGER = 0.005
 #: How often an idle flusher looks for spool files left by dead processes, and expires old events.
 HOUSEKEEPING_INTERVAL = 10.0
-
-
-def _dead_letter_error(error: str, record: ClaimedRecord) -> SendError:
-    return SendError(f"event dead-lettered: {error}", retries=record.attempts + 1, event_id=record.event_id)
-
-
-def _dead_letter_of(error: str, records: dict[str, ClaimedRecord], event_id: str) -> SendError:
-    return _dead_letter_error(error, records[event_id])
 
 
 class Flusher:
@@ -63,6 +56,7 @@ class Flusher:
         self._spool = spool
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
+        self._transport_failures = 0  # deliveries in a row that raised
         self.batch_size = config.batch_size or DEFAULT_BATCH
         self._linger = max(config.batch_timeout, MIN_LINGER)
         self.counters = FlusherCounters()
@@ -205,34 +199,35 @@ class Flusher:
             self._transport = self._transport_factory(self._config, self._link)
         timeout = max(0.1, min(self._config.write_timeout, self._deadline - time.monotonic()))
         try:
-            results = self._deliver_records(self._transport, claim.records, timeout)
+            results = deliver_isolating(self._transport, claim.records, timeout)
         except Exception as exc:  # transports report per record; this is a bug in one
-            logger.exception("transport failed on a batch")
+            self._transport_failed(exc)
             results = [RecordResult(Outcome.RETRY, f"transport: {exc}")] * len(claim.records)
+        else:
+            self._transport_failures = 0
         return self._settle(claim, results)
 
-    def _deliver_records(
-        self, transport: Transport, records: Sequence[ClaimedRecord], timeout: float
-    ) -> list[RecordResult]:
-        results = transport.deliver(records, timeout)
-        refused = [index for index, result in enumerate(results) if result.batch_refused]
-        if len(refused) > 1:
-            # A broker refuses a whole produce batch for one record's fault (over the topic's
-            # max.message.bytes, a timestamp out of its window), and librdkafka does not split
-            # it: deliver the refused records again in halves until each failure left is one
-            # record's own, so the records beside it are not blamed.
-            half = len(refused) // 2
-            for part in (refused[:half], refused[half:]):
-                for index, result in zip(part, self._deliver_records(transport, [records[i] for i in part], timeout),
-                                         strict=True):  # fmt: skip
-                    results[index] = result
-        return results
+    def _transport_failed(self, error: Exception) -> None:
+        """A transport that raised is not trusted again: closed, and a new one is made for the next
+        batch. The first failure in a row is logged with its traceback, the others at DEBUG."""
+        transport, self._transport = self._transport, None
+        self._transport_failures += 1
+        if self._transport_failures == 1:
+            logger.error("the transport failed on a batch; the batch is retried with a new one", exc_info=error)
+        else:
+            logger.debug("the transport failed again (%d in a row): %r", self._transport_failures, error)
+        if transport is not None:
+            try:
+                transport.close(0)
+            except Exception:
+                logger.debug("closing the failed transport failed", exc_info=True)
 
     def _settle(self, claim: Claim, results: Sequence[RecordResult]) -> bool:
         delivered: list[ClaimedRecord] = []
         waiting: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # broker away: not their fault
         failing: dict[str | None, list[ClaimedRecord]] = defaultdict(list)  # their fault: attempt counted
         dead: dict[str, list[ClaimedRecord]] = defaultdict(list)
+        causes: dict[str, BaseException] = {}  # a dead letter's error -> the library's exception behind it
         unreachable: str | None = None  # the error of a result that says no broker can be reached
         blocked: str | None = None
         max_attempts = max(1, self._config.max_retries)
@@ -248,6 +243,8 @@ class Flusher:
                 blocked = blocked or result.error
             elif record.attempts + 1 >= max_attempts:
                 dead[result.error or "failed"].append(record)
+                if result.cause is not None:
+                    causes[result.error or "failed"] = result.cause
             else:
                 failing[result.error].append(record)
         self._spool.ack(claim, delivered)
@@ -260,8 +257,8 @@ class Flusher:
             logger.error("dead-lettered %d events after %d attempts: %s", len(records), max_attempts, error)
         self._count(claim, delivered, waiting, failing, dead, unreachable)
         self._report_blocked(blocked, delivered, sum(map(len, waiting.values())))
-        self._resolve_waiters(delivered, dead)
-        self._notify_callbacks(delivered, dead)
+        self._resolve_waiters(delivered, dead, causes)
+        self._notify_callbacks(delivered, dead, causes)
         with self._settled:
             self._settled.notify_all()
         return bool(waiting or failing)
@@ -336,22 +333,26 @@ class Flusher:
             logger.info("Kafka accepts the events again; delivering the spooled backlog")
             self._blocked = False
 
-    def _resolve_waiters(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
+    def _resolve_waiters(
+        self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]], causes: dict[str, BaseException]
+    ) -> None:
         if not self.waiters:
             return
         self.waiters.delivered(record.event_id for record in delivered)
         for error, records in dead.items():
             by_id = {record.event_id: record for record in records}
-            self.waiters.fail(by_id, functools.partial(_dead_letter_of, error, by_id))
+            self.waiters.fail(by_id, functools.partial(dead_letter_of, error, by_id, causes.get(error)))
 
-    def _notify_callbacks(self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]]) -> None:
+    def _notify_callbacks(
+        self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]], causes: dict[str, BaseException]
+    ) -> None:
         """Call the user's on_delivery / on_error; their exceptions are logged and counted, never ours."""
         calls: list[tuple[Callable[..., object], object]] = []
         if self._on_delivery is not None and delivered:
             calls.append((self._on_delivery, [record.event_id for record in delivered]))
         if self._on_error is not None:
-            calls.extend((self._on_error, _dead_letter_error(error, record)) for error, records in dead.items()
-                         for record in records)  # fmt: skip
+            calls.extend((self._on_error, dead_letter_error(error, record, causes.get(error)))
+                         for error, records in dead.items() for record in records)  # fmt: skip
         for callback, argument in calls:
             try:
                 callback(argument)

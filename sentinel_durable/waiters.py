@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from .errors import SentinelError
+from .errors import SendError, SentinelError
+from .records import ClaimedRecord
 
-__all__ = ["DeliveryWaiter", "Waiters"]
+__all__ = ["DeliveryWaiter", "Waiters", "dead_letter_error", "dead_letter_of"]
 
 
 class DeliveryWaiter:
@@ -85,3 +86,17 @@ class Waiters:
         for event_id, waiters in waiting.items():
             for waiter in waiters:
                 waiter.fail(error(event_id))
+
+
+def dead_letter_error(error: str, record: ClaimedRecord, cause: BaseException | None) -> SendError:
+    """What a waiting send and ``on_error`` get for a dead letter: the transport's last error, and
+    the library's exception behind it as ``__cause__`` when it reported one."""
+    dead = SendError(f"event dead-lettered: {error}", retries=record.attempts + 1, event_id=record.event_id)
+    dead.__cause__ = cause
+    return dead
+
+
+def dead_letter_of(
+    error: str, records: dict[str, ClaimedRecord], cause: BaseException | None, event_id: str
+) -> SendError:
+    return dead_letter_error(error, records[event_id], cause)

@@ -26,12 +26,12 @@ from confluent_kafka import KafkaError
 from kafka import errors as kafka_errors
 
 from sentinel_durable import Config, EventBuilder, SendError
-from sentinel_durable.confluent_transport import classify as classify_librdkafka
 from sentinel_durable.flusher import Flusher
-from sentinel_durable.kafka_transport import classify as classify_kafka_python
 from sentinel_durable.spool import Claim, ClaimedRecord, Spool, SpoolRecord, read_dead_letters
 from sentinel_durable.testing import wait_until
-from sentinel_durable.transport import DELIVERED, Link, Outcome, RecordResult, too_large
+from sentinel_durable.transports.base import DELIVERED, Link, Outcome, RecordResult, too_large
+from sentinel_durable.transports.confluent import classify as classify_librdkafka
+from sentinel_durable.transports.kafka_python import classify as classify_kafka_python
 
 TOPIC = "llm.telemetry"
 BROKER = "127.0.0.1:1"  # never dialled: the scripted transport answers for the broker
@@ -342,6 +342,27 @@ def test_a_transport_that_raises_gets_its_batch_retried_without_counting_an_atte
     assert transport.attempts_seen(event_id) == [0, 0, 0, 0]
     assert spool.counts().dead_letters == 0
     assert flusher.counters.last_error == "transport: a bug in the transport"
+
+
+def test_a_transport_that_raises_is_replaced_and_its_traceback_logged_once_in_a_row(
+    spool: WatchedSpool, make_flusher: MakeFlusher, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool_events(spool, 1)
+    calls = iter(range(1_000))
+
+    def raising_three_times(records: Sequence[ClaimedRecord]) -> list[RecordResult]:
+        if next(calls) < 3:
+            raise RuntimeError("a bug in the transport")
+        return [DELIVERED] * len(records)
+
+    transport = ScriptedTransport(raising_three_times)
+    with caplog.at_level(logging.DEBUG, logger="sentinel_durable"):
+        flusher = make_flusher(transport)
+        eventually(lambda: flusher.counters.delivered == 1, "the delivery")
+
+    assert len(transport.made_on) == 4  # a new transport after each failure
+    tracebacks = [r for r in caplog.records if r.exc_info and r.levelno >= logging.ERROR]
+    assert len(tracebacks) == 1  # the first failure in a row; the next two at DEBUG
 
 
 def test_a_batch_the_flusher_cannot_settle_goes_back_to_pending(spool: WatchedSpool, make_flusher: MakeFlusher) -> None:
@@ -716,7 +737,7 @@ def test_a_send_waiting_for_delivery_learns_of_the_ack_or_of_the_dead_letter_and
     ok, bad = spool_events(spool, 2)
     transport = ScriptedTransport(Script({bad: [failed("refused #1"), failed("refused #2")]}))
     flusher = make_flusher(transport, start=False, max_retries=2)
-    acked, dead = flusher.register_waiter(ok), flusher.register_waiter(bad)
+    acked, dead = flusher.waiters.register(ok), flusher.waiters.register(bad)
     flusher.start()
 
     assert acked.done.wait(WAIT)
@@ -725,6 +746,32 @@ def test_a_send_waiting_for_delivery_learns_of_the_ack_or_of_the_dead_letter_and
     assert isinstance(dead.error, SendError)
     assert (dead.error.event_id, dead.error.retries) == (bad, 2)
     assert "refused #2" in str(dead.error)
+
+
+def test_every_send_waiting_for_one_event_id_is_resolved(spool: WatchedSpool, make_flusher: MakeFlusher) -> None:
+    (event_id,) = spool_events(spool, 1)
+    flusher = make_flusher(ScriptedTransport(), start=False)
+    first, second = flusher.waiters.register(event_id), flusher.waiters.register(event_id)
+    flusher.start()
+
+    assert first.done.wait(WAIT)  # with one waiter per id, the first was replaced and waited forever
+    assert second.done.wait(WAIT)
+    assert (first.error, second.error) == (None, None)
+
+
+def test_a_dead_letters_send_error_chains_the_librarys_exception(
+    spool: WatchedSpool, make_flusher: MakeFlusher
+) -> None:
+    (bad,) = spool_events(spool, 1)
+    refusal = kafka_errors.InvalidTimestampError("the broker's verdict")
+    result = classify_kafka_python(refusal, Config(brokers=[BROKER], topic=TOPIC))
+    errors: list[SendError] = []
+    flusher = make_flusher(ScriptedTransport(Script({bad: [result]})), on_error=errors.append, max_retries=1)
+    eventually(lambda: errors, "on_error for the dead letter")
+
+    assert result.cause is refusal
+    assert errors[0].__cause__ is refusal
+    assert flusher.counters.dead_lettered == 1
 
 
 def test_a_callback_that_raises_is_counted_and_the_other_callbacks_still_run(

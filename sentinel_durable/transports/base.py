@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -55,6 +55,9 @@ class RecordResult:
     #: record's own (too large, a timestamp out of range): the flusher sends such records again
     #: in smaller batches, so that only the record at fault fails.
     batch_refused: bool = False
+    #: The exception the client library reported, when there is one (a dead letter's
+    #: ``SendError`` chains it as ``__cause__``).
+    cause: BaseException | None = field(default=None, compare=False)
 
 
 DELIVERED = RecordResult(Outcome.DELIVERED)
@@ -253,12 +256,14 @@ def login_refused(error: str) -> RecordResult:
     return RecordResult(Outcome.BLOCKED, f"{error}: the brokers refused the login (check the SASL credentials)")
 
 
-def too_large(error: str, record: ClaimedRecord, limit: int | None, topic: str) -> RecordResult:
+def too_large(
+    error: str, record: ClaimedRecord, limit: int | None, topic: str, cause: BaseException | None = None
+) -> RecordResult:
     size = record_size(record)
     allowed = f"max.message.bytes={limit}" if limit is not None else "its max.message.bytes (could not be read)"
     return RecordResult(
         Outcome.FAILED, f"{error}: the record is about {size} bytes, more than topic {topic!r} accepts ({allowed})",
-        batch_refused=True,
+        batch_refused=True, cause=cause,
     )  # fmt: skip
 
 
@@ -294,3 +299,22 @@ def record_size(record: ClaimedRecord) -> int:
     """Value, key, headers and framing: what the record takes in a batch, before compression, at
     most (the estimate ``max_message_bytes`` is checked against at send time)."""
     return event_record_size(len(record.data), record.service_name, record.model)
+
+
+def deliver_isolating(transport: Transport, records: Sequence[ClaimedRecord], timeout: float) -> list[RecordResult]:
+    """``transport.deliver``, with the records of a refused batch delivered again in halves.
+
+    A broker refuses a whole produce batch for one record's fault (over the topic's
+    max.message.bytes, a timestamp out of its window), and librdkafka does not split it: the
+    refused records go again in halves until each failure left is one record's own, so the
+    records beside it are not blamed.
+    """
+    results = transport.deliver(records, timeout)
+    refused = [index for index, result in enumerate(results) if result.batch_refused]
+    if len(refused) > 1:
+        half = len(refused) // 2
+        for part in (refused[:half], refused[half:]):
+            again = deliver_isolating(transport, [records[i] for i in part], timeout)
+            for index, result in zip(part, again, strict=True):
+                results[index] = result
+    return results

@@ -147,8 +147,8 @@ def classify(error: KafkaError, config: Config) -> RecordResult:
         return login_refused(text)
     if code in _RECORD_FAILURES:
         # A broker verdict on a produce batch lands on every record of it: isolate the culprit.
-        return RecordResult(Outcome.FAILED, text, batch_refused=code in _BATCH_VERDICTS)
-    return RecordResult(Outcome.RETRY, text, unreachable=code in _UNREACHABLE)
+        return RecordResult(Outcome.FAILED, text, batch_refused=code in _BATCH_VERDICTS, cause=KafkaException(error))
+    return RecordResult(Outcome.RETRY, text, unreachable=code in _UNREACHABLE, cause=KafkaException(error))
 
 
 class ConfluentTransport:
@@ -258,7 +258,7 @@ class ConfluentTransport:
         for index, error in failures.items():
             text = f"KafkaError {error.name()}: {error.str()}"
             if error.code() in _TOO_LARGE:
-                results[index] = too_large(text, records[index], self._limit.get(), topic)
+                results[index] = too_large(text, records[index], self._limit.get(), topic, KafkaException(error))
             elif error.code() == KafkaError._MSG_TIMED_OUT and topic_is_missing():
                 results[index] = topic_missing(self._config, text)
             else:

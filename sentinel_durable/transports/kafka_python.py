@@ -175,8 +175,8 @@ def classify(error: BaseException, config: Config) -> RecordResult:
     if isinstance(error, _LOGIN_REFUSED):
         return login_refused(_describe(error))
     if isinstance(error, _RECORD_FAILURES):
-        return RecordResult(Outcome.FAILED, _describe(error))
-    return RecordResult(Outcome.RETRY, _describe(error), unreachable=isinstance(error, _UNREACHABLE))
+        return RecordResult(Outcome.FAILED, _describe(error), cause=error)
+    return RecordResult(Outcome.RETRY, _describe(error), unreachable=isinstance(error, _UNREACHABLE), cause=error)
 
 
 class KafkaPythonTransport:
@@ -319,7 +319,7 @@ class KafkaPythonTransport:
 
     def _classify_send_failure(self, error: BaseException, producer: Any, record: ClaimedRecord) -> RecordResult:
         if isinstance(error, _TOO_LARGE):
-            return too_large(_describe(error), record, self._limit.get(), self._config.topic)
+            return too_large(_describe(error), record, self._limit.get(), self._config.topic, cause=error)
         if isinstance(error, kafka_errors.KafkaTimeoutError) and self._topic_missing(producer):
             return topic_missing(self._config, _describe(error))
         return classify(error, self._config)
