@@ -240,7 +240,10 @@ class ClientCore:
         timeout = check_timeout("timeout", timeout)
         self.ensure_usable()
         deadline = deadline_of(timeout)
-        self.spool.adopt_orphans()
+        if not self.flusher.adopt_orphans(deadline):
+            logger.info("flush timed out after %gs before the spool files left by other processes were adopted",
+                        timeout or 0)  # fmt: skip
+            return False
         mark = self.spool.flush_mark()
         self.flusher.kick()
         total = self.spool.unsettled_count(mark) if progress is not None else 0

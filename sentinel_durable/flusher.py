@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from .config import Config
 from .errors import SendError
+from .health import Health
 from .records import ClaimedRecord
 from .spool import Claim, Spool
 from .stats import FlusherCounters
@@ -65,18 +66,34 @@ class Flusher:
         self._stop = threading.Event()  # stop once the spool is empty or the deadline passes
         self._deadline = float("inf")
         self._settled = threading.Condition()  # notified after every batch is settled
+        self._adoption = threading.Condition()  # adoption passes asked for (by flush) and done
+        self._adoptions = (0, 0)  # (passes asked for, passes done)
+        self._running = False
         self.waiters = Waiters()  # callers of send(wait=True)
         self._thread: threading.Thread | None = None
         self._random = random.Random()
-        self._blocked = False  # the deployment refuses every record (reported once, at ERROR)
+        self.health = Health(self.counters, config.brokers)
         self._link = Link(self._link_changed)  # the transport reports reachability through it, mid-batch
-        self._outage_error: str | None = None  # last_error as the outage began; cleared on recovery
 
     # -- control (caller threads) ------------------------------------------------------------
 
     def start(self) -> None:
+        self._running = True
         self._thread = threading.Thread(target=self.run, name="sentinel-durable-flusher", daemon=True)
         self._thread.start()
+
+    def adopt_orphans(self, deadline: float) -> bool:
+        """Have the flusher thread adopt the spool files left by dead processes now, and wait for it
+        until ``deadline`` (``time.monotonic()``). ``flush`` calls this: opening and checking every
+        orphan may take long, and is never done on the caller's thread. True once a pass ran."""
+        with self._adoption:
+            asked, done = self._adoptions
+            self._adoptions = (asked + 1, done)
+        self.kick()
+        with self._adoption:
+            return self._adoption.wait_for(
+                lambda: self._adoptions[1] > asked or not self._running, timeout=max(0.0, deadline - time.monotonic())
+            ) and self._adoptions[1] > asked
 
     @property
     def unreachable(self) -> bool:
@@ -86,7 +103,7 @@ class Flusher:
     @property
     def blocked(self) -> bool:
         """True while the deployment refuses every record (a denied or missing topic, a refused login)."""
-        return self._blocked
+        return self.health.blocked
 
     def notify_spooled(self) -> None:
         self._work.set()
@@ -141,6 +158,9 @@ class Flusher:
         try:
             self._run()
         finally:
+            with self._adoption:
+                self._running = False  # nobody waits for a pass that will not come
+                self._adoption.notify_all()
             # However the loop ended (close went ahead without us, a broker call hung past the
             # deadline), never leave a producer and its sockets behind.
             try:
@@ -154,9 +174,15 @@ class Flusher:
         # Stopping: deliver until the deadline, unless no broker is reachable (the events stay on disk).
         while not (self._stop.is_set() and (time.monotonic() >= self._deadline or self.unreachable)):
             try:
-                if time.monotonic() - last_housekeeping >= HOUSEKEEPING_INTERVAL:
+                asked = self._adoptions[0]
+                if asked > self._adoptions[1] or time.monotonic() - last_housekeeping >= HOUSEKEEPING_INTERVAL:
                     last_housekeeping = time.monotonic()
-                    self._housekeeping()
+                    try:
+                        self._housekeeping()
+                    finally:
+                        with self._adoption:  # a failed pass is recorded below; a flush goes on without it
+                            self._adoptions = (self._adoptions[0], asked)
+                            self._adoption.notify_all()
                 claim = self._spool.claim(self.batch_size)
             except Exception as exc:
                 if self._spool_closed():
@@ -256,7 +282,7 @@ class Flusher:
             self._spool.dead_letter(claim, records, error)
             logger.error("dead-lettered %d events after %d attempts: %s", len(records), max_attempts, error)
         self._count(claim, delivered, waiting, failing, dead, unreachable)
-        self._report_blocked(blocked, delivered, sum(map(len, waiting.values())))
+        self.health.report_blocked(blocked, bool(delivered), sum(map(len, waiting.values())))
         self._resolve_waiters(delivered, dead, causes)
         self._notify_callbacks(delivered, dead, causes)
         with self._settled:
@@ -293,45 +319,10 @@ class Flusher:
             self._link_changed(False, unreachable)  # why the brokers are away, not another record's error
 
     def _link_changed(self, reachable: bool, reason: str | None) -> None:
-        """Reachability as the transport (mid-batch) or a settled batch reports it: one WARNING when
-        an outage starts, one INFO when the first ack ends it. On the flusher thread only."""
-        with self.counters.lock:
-            self._record_link(reachable, reason)
-
-    def _record_link(self, reachable: bool, reason: str | None) -> None:
-        counters = self.counters
-        if reachable:
-            if counters.broker_connected is False:
-                logger.info("Kafka is reachable again (%s); delivering the spooled backlog",
-                            ", ".join(self._config.brokers))  # fmt: skip
-                if counters.last_error == self._outage_error:
-                    counters.last_error = None  # the outage is over; the WARNING above keeps its story
-            counters.broker_connected = True
-            return
-        if reason:
-            counters.last_error = reason
-        if self._stop.is_set():
+        """Reachability as the transport (mid-batch) or a settled batch reports it (flusher thread only)."""
+        if not reachable and self._stop.is_set():
             self._link.abandoned.set()  # closing: stop waiting for acks that are not coming
-        if counters.broker_connected is not False:
-            logger.warning(
-                "Kafka is unreachable (%s): %s. Events stay in the spool and are retried with backoff.",
-                ", ".join(self._config.brokers),
-                counters.last_error,
-            )
-            counters.broker_connected = False
-        self._outage_error = counters.last_error
-
-    def _report_blocked(self, blocked: str | None, delivered: list[ClaimedRecord], waiting: int) -> None:
-        """One ERROR when the deployment starts refusing every record, one INFO when it stops."""
-        if blocked is not None and not self._blocked:
-            logger.error(
-                "Kafka refuses the events: %s. They stay in the spool (%d in this batch) and are retried"
-                " with backoff until this is fixed; none is dead-lettered for it.", blocked, waiting,
-            )  # fmt: skip
-            self._blocked = True
-        elif delivered and self._blocked:
-            logger.info("Kafka accepts the events again; delivering the spooled backlog")
-            self._blocked = False
+        self.health.link_changed(reachable, reason)
 
     def _resolve_waiters(
         self, delivered: list[ClaimedRecord], dead: dict[str, list[ClaimedRecord]], causes: dict[str, BaseException]

@@ -15,7 +15,7 @@ from test_client import free_port
 
 import sentinel_durable as sentinel
 from sentinel_durable.spool import Spool, owner_alive, spool_files
-from sentinel_durable.testing import wait_until
+from sentinel_durable.testing import EmbeddedBroker, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +95,28 @@ def test_first_stats_counts_what_it_can_read_at_once_and_never_waits_for_the_res
             assert elapsed < 3.0, f"the first stats() waited {elapsed:.2f}s for a locked file"
     finally:
         holder.close()
+
+
+def test_flush_has_the_flusher_thread_adopt_the_orphans_never_the_callers(
+    spool_dir: Path, broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = broker.create_topic("orders-flush-adopts")
+
+    def adopted() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("adopted spool file")]
+
+    leave_orphan(spool_dir, topic, 10)
+    with caplog.at_level(logging.INFO, logger="sentinel_durable"), sentinel.Client(
+        brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir
+    ) as client:
+        wait_until(lambda: len(adopted()) == 1, timeout=10)  # the flusher's first pass, as it starts
+        leave_orphan(spool_dir, topic, 30)  # left after it: only flush's own pass finds it
+        assert client.flush(timeout=30)
+    assert [r.threadName for r in adopted()] == ["sentinel-durable-flusher"] * 2  # opened and checked off the caller
+    assert len(broker.read_topic(topic, expected=40)) == 40
+
+
+def test_a_flush_whose_timeout_ends_before_the_adoption_returns_false(spool_dir: Path) -> None:
+    leave_orphan(spool_dir, "orders", 5)
+    with offline_client(spool_dir) as client:
+        assert client.flush(timeout=0) is False
