@@ -240,7 +240,7 @@ class ClientCore:
         timeout = check_timeout("timeout", timeout)
         self.ensure_usable()
         deadline = deadline_of(timeout)
-        if not self.flusher.adopt_orphans(deadline):
+        if self.spool.orphans_listed() and not self.flusher.adopt_orphans(deadline):
             logger.info("flush timed out after %gs before the spool files left by other processes were adopted",
                         timeout or 0)  # fmt: skip
             return False

@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from ..errors import ValidationError
+from ..fields import TrackFields
 from .usage import Usage, usage_from_anthropic, usage_from_openai, usage_from_result
 
 if TYPE_CHECKING:
@@ -46,22 +47,11 @@ logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-#: ``track`` keywords an Observation takes at creation, besides service, model and prompt.
-_TRACK_FIELDS = frozenset(
-    {
-        "response",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost_usd",
-        "finish_reason",
-        "trace_id",
-        "span_id",
-        "metadata",
-        "errors",
-        "prompt_embedding",
-        "response_embedding",
-    }
-)
+#: ``track`` keywords an Observation takes at creation, besides service, model and prompt
+#: (latency is what it measures).
+_TRACK_FIELDS = (TrackFields.__required_keys__ | TrackFields.__optional_keys__) - {
+    "service", "model", "prompt", "latency_ms"
+}  # fmt: skip
 
 #: The finish reason of a call that raised, unless the caller set one.
 _ERROR_FINISH_REASON = "error"

@@ -204,6 +204,11 @@ class Spool:
         self.bounds.measure_used()
         return adopted
 
+    def orphans_listed(self) -> bool:
+        """Whether another file of the directory might be adopted (a listing only: cheap)."""
+        self._ensure_owner()
+        return self._owned.orphans_listed()
+
     def claim(self, limit: int) -> Claim | None:
         """Claim up to ``limit`` pending events, oldest file first; None when nothing is pending."""
         self._ensure_open()

@@ -122,6 +122,11 @@ class Ownership:
 
     # -- adoption ---------------------------------------------------------------------------
 
+    def orphans_listed(self) -> bool:
+        """Whether the directory lists a spool file this spool might adopt (a listing: no file is opened)."""
+        held = {f.path for f in self.files()}
+        return any(path not in held and path not in self._not_ours for path in spool_files(self.directory))
+
     def adopt_orphans(self) -> int:
         """Lock and adopt every file of the directory whose owner is gone; returns how many.
 
