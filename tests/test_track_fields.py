@@ -20,7 +20,8 @@ def test_the_declaration_is_the_documented_signature() -> None:
     assert TrackFields.__required_keys__ == set(REQUIRED)
     assert TrackFields.__optional_keys__ == set(TRACK_DEFAULTS)
     hints = typing.get_type_hints(TrackFields)
-    assert hints["latency_ms"] is float and hints["prompt_tokens"] is int
+    assert hints["latency_ms"] is float
+    assert hints["prompt_tokens"] is int
 
 
 def test_a_misspelt_or_missing_keyword_is_a_type_error_naming_it(spool_dir: Path) -> None:
