@@ -192,11 +192,11 @@ class BrokerConnectionError(SentinelError, ConnectionError):
 
 
 class DeliveryTimeoutError(SentinelError, TimeoutError):
-    """``send(..., wait=True)`` or a flush ran past its ``timeout``.
+    """``send(..., wait=True)`` ran past its ``timeout`` (``flush`` returns False instead).
 
     The Go SDK's ``ErrContextCanceled``. The events concerned stay spooled and
-    will still be delivered; ``pending`` is how many were not yet acknowledged.
-    ``__cause__`` is a ``BrokerConnectionError`` when no broker was reachable.
+    will still be delivered; ``pending`` is how many were not yet acknowledged. When no
+    broker was reachable it is a ``BrokerUnreachableError``, whose ``__cause__`` says why.
     """
 
     def __init__(self, message: str, *, timeout: float, pending: int = 0) -> None:

@@ -1,7 +1,7 @@
 """The telemetry event: pydantic models that are at once the schema, the validator and the wire format.
 
 ``TelemetryEvent.model_dump_json()`` *is* the Kafka record value that LLM-Sentinel's
-ingestion accepts (DESIGN §2), and ``TelemetryEvent.model_json_schema()`` documents it.
+ingestion accepts (docs/wire-format.md), and ``TelemetryEvent.model_json_schema()`` documents it.
 There is no second validator: the builder, ``Client.track`` and the send-time re-check
 all go through :func:`validate_event`.
 
@@ -294,7 +294,7 @@ class ResponseInfo(_PrivateRepr):
 
 
 class TelemetryEvent(_PrivateRepr):
-    """One LLM call, as LLM-Sentinel ingests it (DESIGN §2).
+    """One LLM call, as LLM-Sentinel ingests it (docs/wire-format.md).
 
     ``model_dump_json()`` gives the exact Kafka record value; ``from_json`` parses it back.
     Build one with :class:`~sentinel_durable.EventBuilder` or ``Client.track``; constructing
