@@ -160,6 +160,10 @@ class Bounds:
         with self._counting:
             return sum(self.dropped.values())
 
+    def dropped_by_reason(self) -> dict[str, int]:
+        with self._counting:
+            return dict(self.dropped)
+
     # -- rows leaving ------------------------------------------------------------------------
 
     def rows_left(self, spool_file: SpoolFile | None = None) -> None:

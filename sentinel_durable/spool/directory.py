@@ -143,7 +143,7 @@ class Spool:
 
     @property
     def dropped(self) -> dict[str, int]:
-        return dict(self.bounds.dropped)
+        return self.bounds.dropped_by_reason()
 
     @property
     def on_drop(self) -> Callable[[str, Sequence[str]], None] | None:
