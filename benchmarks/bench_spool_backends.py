@@ -29,7 +29,7 @@ same 479-byte event JSON (``bench_common.track_fields()``), in one run, interlea
     ``multithreading=False`` (one connection, which only the thread that made it may use: not
     enough for the spool, but it spares the drain's reads on one connection the changes
     committed on the other).
-(c) **bare sqlite3**, the floor: our table (``_SpoolFile.SQL_CREATE``), WAL, ``synchronous =
+(c) **bare sqlite3**, the floor: our table (``schema.SQL_CREATE``), WAL, ``synchronous =
     NORMAL``, autocommit connection: one ``INSERT`` per call; ``executemany`` of 1,000 rows in
     ``BEGIN IMMEDIATE`` ... ``COMMIT``; and for the drain a ``SELECT ... LIMIT 500`` from a
     cursor plus one ``executemany`` ``DELETE`` in one transaction.
@@ -83,7 +83,7 @@ import persistqueue
 from bench_common import EVENT_BYTES, make_events, median, progress, spool_dir, track_fields
 
 import sentinel_durable as sentinel
-from sentinel_durable.spool import Spool, SpoolRecord, _SpoolFile
+from sentinel_durable.spool import Spool, SpoolRecord, schema
 
 CLAIM = 500  # events per drain cycle (the flusher's claim)
 BATCH = 1_000  # events per put_many
@@ -231,17 +231,17 @@ def pq_drain(values: Sequence[bytes], cycles: int, multithreading: bool = True, 
 # -- (c) bare sqlite3 ---------------------------------------------------------------------------
 
 SQL_CLAIM = (
-    f"SELECT _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp FROM {_SpoolFile.TABLE} "
+    f"SELECT _id, data, event_id, service_name, model, event_time_ms, attempts, timestamp FROM {schema.TABLE} "
     "WHERE _id >= ? AND status = 1 ORDER BY _id LIMIT ?"
 )
-SQL_DELETE = f"DELETE FROM {_SpoolFile.TABLE} WHERE _id = ?"
+SQL_DELETE = f"DELETE FROM {schema.TABLE} WHERE _id = ?"
 
 
 def _sqlite(directory: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(directory / "floor.db", isolation_level=None)
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
-    connection.execute(_SpoolFile.SQL_CREATE)
+    connection.execute(schema.SQL_CREATE)
     return connection
 
 
@@ -256,10 +256,10 @@ def sqlite_put_one(records: Sequence[SpoolRecord], calls: int) -> float:
         connection = _sqlite(directory)
         try:
             for row in rows[:50]:
-                connection.execute(_SpoolFile.SQL_INSERT, row)
+                connection.execute(schema.SQL_INSERT, row)
             started = time.perf_counter()
             for n in range(calls):
-                connection.execute(_SpoolFile.SQL_INSERT, rows[n % len(rows)])  # autocommit: one transaction
+                connection.execute(schema.SQL_INSERT, rows[n % len(rows)])  # autocommit: one transaction
             return time.perf_counter() - started
         finally:
             connection.close()
@@ -270,11 +270,11 @@ def sqlite_put_batch(records: Sequence[SpoolRecord], batches: int) -> float:
     with spool_dir("sqlite-batch") as directory:
         connection = _sqlite(directory)
         try:
-            connection.executemany(_SpoolFile.SQL_INSERT, rows[:50])
+            connection.executemany(schema.SQL_INSERT, rows[:50])
             started = time.perf_counter()
             for _ in range(batches):
                 connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(_SpoolFile.SQL_INSERT, rows)
+                connection.executemany(schema.SQL_INSERT, rows)
                 connection.execute("COMMIT")
             return time.perf_counter() - started
         finally:
@@ -289,7 +289,7 @@ def sqlite_drain(records: Sequence[SpoolRecord], cycles: int) -> float:
             backlog = cycles * CLAIM
             connection.execute("BEGIN IMMEDIATE")
             for start in range(0, backlog, BATCH):
-                connection.executemany(_SpoolFile.SQL_INSERT, rows[: min(BATCH, backlog - start)])
+                connection.executemany(schema.SQL_INSERT, rows[: min(BATCH, backlog - start)])
             connection.execute("COMMIT")
             cursor, drained = 0, 0
             started = time.perf_counter()
