@@ -8,13 +8,12 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from conftest import free_port
+from conftest import build, event_ids, free_port, track_fields
 from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
@@ -24,46 +23,9 @@ from sentinel_durable.testing import EmbeddedBroker
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture
-def spool_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
-
-
-@pytest_asyncio.fixture
-async def make_client(spool_dir: Path, topic: str) -> AsyncIterator[Callable[..., AsyncClient]]:
-    clients: list[AsyncClient] = []
-
-    def make(brokers: str, **options: Any) -> AsyncClient:
-        options.setdefault("spool_dir", spool_dir)
-        options.setdefault("retry_backoff", 0.05)
-        options.setdefault("max_retry_backoff", 0.5)
-        options.setdefault("write_timeout", 5.0)
-        client = AsyncClient(brokers=[brokers], topic=topic, **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close(timeout=1)
-
-
-def track(client: AsyncClient, n: int = 0, service: str = "svc", **overrides: Any) -> Coroutine[Any, Any, str]:
-    fields: dict[str, Any] = {
-        "model": "gpt-4", "prompt": f"prompt {n}", "response": "Paris.", "latency_ms": 150.5,
-        "prompt_tokens": 8, "completion_tokens": 7, "cost_usd": 0.001,
-    }  # fmt: skip
-    return client.track(service=service, **{**fields, **overrides})
-
-
-def build(n: int = 0) -> sentinel.TelemetryEvent:
-    return (
-        sentinel.EventBuilder().service("svc").model("m").prompt(f"p{n}", 1).response("r", 1, "stop")
-        .latency(1).cost(0).build()
-    )  # fmt: skip
-
-
-def event_ids(records: list[Any]) -> list[str]:
-    return [json.loads(record.value)["event_id"] for record in records]
+def atrack(client: AsyncClient, n: int = 0, service: str = "svc", **fields: Any) -> Coroutine[Any, Any, str]:
+    """``client.track`` of the ``n``-th small valid event (conftest's ``track_fields``), to await."""
+    return client.track(**track_fields(n, service, **fields))
 
 
 async def read_topic(broker: EmbeddedBroker, topic: str, expected: int) -> list[Any]:
@@ -108,13 +70,13 @@ class Ticker:
 
 
 async def test_event_loop_keeps_ticking_while_10000_events_are_sent(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: EmbeddedBroker, make_async_client: Any, topic: str
 ) -> None:
-    client = make_client(broker.bootstrap_servers)
+    client = make_async_client(broker.bootstrap_servers)
     await client.open()
 
     async def sender(slot: int) -> list[str]:  # a request handler: sequential sends, 100 at once
-        return [await track(client, n, service=f"s{slot}") for n in range(100)]
+        return [await atrack(client, n, service=f"s{slot}") for n in range(100)]
 
     async with Ticker() as ticker:
         started = time.perf_counter()
@@ -128,13 +90,13 @@ async def test_event_loop_keeps_ticking_while_10000_events_are_sent(
 
 
 async def test_ten_thousand_concurrent_tracks_use_a_few_threads(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: EmbeddedBroker, make_async_client: Any, topic: str
 ) -> None:
-    client = make_client(broker.bootstrap_servers)
+    client = make_async_client(broker.bootstrap_servers)
     await client.open()
     async with Ticker() as ticker:
         before = threading.active_count()
-        sent = await asyncio.gather(*(track(client, n) for n in range(10_000)))
+        sent = await asyncio.gather(*(atrack(client, n) for n in range(10_000)))
         assert await client.flush(timeout=60)
     # Kafka's network thread and a wait thread for flush() start meanwhile; not one per await.
     assert ticker.max_threads <= before + 10, f"{ticker.max_threads - before} threads more for 10,000 awaits"
@@ -148,13 +110,13 @@ async def test_ten_thousand_concurrent_tracks_use_a_few_threads(
     assert set(event_ids(await read_topic(broker, topic, 10_000))) == set(sent)
 
 
-async def test_a_waiting_send_does_not_hold_up_other_sends(make_client: Any) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")  # no broker: the wait runs to its timeout
+async def test_a_waiting_send_does_not_hold_up_other_sends(make_async_client: Any) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")  # no broker: the wait runs to its timeout
     await client.open()
     waiting = asyncio.create_task(client.send(build(), wait=True, timeout=2))
     await asyncio.sleep(0)  # the wait has started
     started = time.monotonic()
-    await asyncio.gather(*(track(client, n) for n in range(100)))
+    await asyncio.gather(*(atrack(client, n) for n in range(100)))
     assert time.monotonic() - started < 1.0
     assert not waiting.done()
     with pytest.raises((sentinel.DeliveryTimeoutError, sentinel.BrokerConnectionError)):
@@ -164,8 +126,8 @@ async def test_a_waiting_send_does_not_hold_up_other_sends(make_client: Any) -> 
 # --- opening and closing -------------------------------------------------------------------------------
 
 
-async def test_creating_an_async_client_touches_no_disk_until_opened(make_client: Any, spool_dir: Path) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
+async def test_creating_an_async_client_touches_no_disk_until_opened(make_async_client: Any, spool_dir: Path) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
     assert not spool_dir.exists()
     assert "not opened" in repr(client)
     assert await client.open() is client
@@ -174,19 +136,19 @@ async def test_creating_an_async_client_touches_no_disk_until_opened(make_client
 
 async def test_async_with_delivers_and_closes(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> None:
     async with AsyncClient(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as client:
-        sent = [await track(client, n) for n in range(10)]
+        sent = [await atrack(client, n) for n in range(10)]
     assert client.closed
     assert set(event_ids(await read_topic(broker, topic, 10))) == set(sent)
     with pytest.raises(sentinel.ClientClosedError):
-        await track(client)
+        await atrack(client)
 
 
-async def test_calls_after_close_raise_client_closed(make_client: Any) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
-    await track(client)
+async def test_calls_after_close_raise_client_closed(make_async_client: Any) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
+    await atrack(client)
     await client.close(timeout=0.5)
     with pytest.raises(sentinel.ClientClosedError):
-        await track(client)
+        await atrack(client)
     with pytest.raises(sentinel.ClientClosedError):
         await client.send(build())
     with pytest.raises(sentinel.ClientClosedError):
@@ -202,17 +164,17 @@ async def test_calls_after_close_raise_client_closed(make_client: Any) -> None:
     await client.close()  # closing twice is harmless
 
 
-async def test_a_client_closed_before_use_never_opens(make_client: Any, spool_dir: Path) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
+async def test_a_client_closed_before_use_never_opens(make_async_client: Any, spool_dir: Path) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
     await client.close()
     with pytest.raises(sentinel.ClientClosedError):
-        await track(client)
+        await atrack(client)
     assert not spool_dir.exists()
 
 
-async def test_close_with_broker_down_returns_in_time_and_keeps_events(make_client: Any, spool_dir: Path) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
-    sent = await asyncio.gather(*(track(client, n) for n in range(500)))
+async def test_close_with_broker_down_returns_in_time_and_keeps_events(make_async_client: Any, spool_dir: Path) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
+    sent = await asyncio.gather(*(atrack(client, n) for n in range(500)))
     started = time.monotonic()
     await client.close(timeout=1)
     elapsed = time.monotonic() - started
@@ -220,10 +182,10 @@ async def test_close_with_broker_down_returns_in_time_and_keeps_events(make_clie
     assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
 
 
-async def test_close_spools_sends_already_started(make_client: Any, spool_dir: Path) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
+async def test_close_spools_sends_already_started(make_async_client: Any, spool_dir: Path) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
     await client.open()
-    started = [asyncio.create_task(track(client, n)) for n in range(200)]
+    started = [asyncio.create_task(atrack(client, n)) for n in range(200)]
     await asyncio.sleep(0)  # every send has been handed to the writer
     await client.close(timeout=1)
     sent = await asyncio.gather(*started)
@@ -235,7 +197,7 @@ async def test_from_env(broker: EmbeddedBroker, spool_dir: Path, topic: str) -> 
                "SENTINEL_SPOOL_DIR": str(spool_dir), "SENTINEL_COMPRESSION": "gzip"}  # fmt: skip
     async with AsyncClient.from_env(environ) as client:
         assert client.config.compression == "gzip"
-        sent = [await track(client, n) for n in range(3)]
+        sent = [await atrack(client, n) for n in range(3)]
         assert await client.flush(timeout=30)
     assert set(event_ids(await read_topic(broker, topic, 3))) == set(sent)
 
@@ -248,8 +210,8 @@ async def test_config_and_options_together_are_a_config_error() -> None:
 # --- sending and waiting -------------------------------------------------------------------------------
 
 
-async def test_send_and_wait_returns_once_acked(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
-    client = make_client(broker.bootstrap_servers)
+async def test_send_and_wait_returns_once_acked(broker: EmbeddedBroker, make_async_client: Any, topic: str) -> None:
+    client = make_async_client(broker.bootstrap_servers)
     event = build()
     assert await client.send(event, wait=True, timeout=30) == event.event_id
     assert (await client.stats()).delivered == 1
@@ -257,9 +219,9 @@ async def test_send_and_wait_returns_once_acked(broker: EmbeddedBroker, make_cli
 
 
 async def test_send_and_wait_times_out_and_the_event_is_still_delivered(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: EmbeddedBroker, make_async_client: Any, topic: str
 ) -> None:
-    client = make_client(broker.bootstrap_servers)
+    client = make_async_client(broker.bootstrap_servers)
     event = build()
     with pytest.raises(sentinel.DeliveryTimeoutError) as caught:
         await client.send(event, wait=True, timeout=0)  # no broker acks this fast
@@ -268,8 +230,8 @@ async def test_send_and_wait_times_out_and_the_event_is_still_delivered(
     assert event_ids(await read_topic(broker, topic, 1)) == [event.event_id]
 
 
-async def test_send_and_send_batch_deliver(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
-    client = make_client(broker.bootstrap_servers)
+async def test_send_and_send_batch_deliver(broker: EmbeddedBroker, make_async_client: Any, topic: str) -> None:
+    client = make_async_client(broker.bootstrap_servers)
     single = build()
     batch = [build(n) for n in range(100)]
     assert await client.send(single) == single.event_id
@@ -279,24 +241,24 @@ async def test_send_and_send_batch_deliver(broker: EmbeddedBroker, make_client: 
     assert set(event_ids(await read_topic(broker, topic, 101))) == expected
 
 
-async def test_flush_covers_sends_started_before_it(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
-    client = make_client(broker.bootstrap_servers)
+async def test_flush_covers_sends_started_before_it(broker: EmbeddedBroker, make_async_client: Any, topic: str) -> None:
+    client = make_async_client(broker.bootstrap_servers)
     await client.open()
-    started = [asyncio.create_task(track(client, n)) for n in range(300)]
+    started = [asyncio.create_task(atrack(client, n)) for n in range(300)]
     await asyncio.sleep(0)  # started, not awaited to the end
     assert await client.flush(timeout=30)
     sent = await asyncio.gather(*started)
     assert set(event_ids(await read_topic(broker, topic, 300))) == set(sent)
 
 
-async def test_flush_with_nothing_pending_is_true_at_once(make_client: Any) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
+async def test_flush_with_nothing_pending_is_true_at_once(make_async_client: Any) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
     assert await client.flush(timeout=0) is True
 
 
-async def test_flush_times_out_without_a_broker(make_client: Any) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
-    await track(client)
+async def test_flush_times_out_without_a_broker(make_async_client: Any) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
+    await atrack(client)
     started = time.monotonic()
     assert await client.flush(timeout=0.5) is False
     assert time.monotonic() - started < 2.0
@@ -306,12 +268,12 @@ async def test_flush_times_out_without_a_broker(make_client: Any) -> None:
 
 
 async def test_track_refuses_bad_input_by_field_and_only_that_call_fails(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: EmbeddedBroker, make_async_client: Any, topic: str
 ) -> None:
-    client = make_client(broker.bootstrap_servers)
+    client = make_async_client(broker.bootstrap_servers)
     await client.open()
     results = await asyncio.gather(
-        track(client, 1), track(client, 2, latency_ms=float("nan")), track(client, 3), return_exceptions=True
+        atrack(client, 1), atrack(client, 2, latency_ms=float("nan")), atrack(client, 3), return_exceptions=True
     )
     good = [result for result in results if isinstance(result, str)]
     (bad,) = [result for result in results if isinstance(result, BaseException)]
@@ -322,8 +284,8 @@ async def test_track_refuses_bad_input_by_field_and_only_that_call_fails(
     assert set(event_ids(await read_topic(broker, topic, 2))) == set(good)
 
 
-async def test_send_revalidates_with_the_clients_rules(make_client: Any) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}", truncate_text=False, max_text_length=20)
+async def test_send_revalidates_with_the_clients_rules(make_async_client: Any) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}", truncate_text=False, max_text_length=20)
     event = build()
     event.prompt.text = "y" * 100  # changed after build(): caught at send time
     with pytest.raises(sentinel.ValidationError) as caught:
@@ -332,8 +294,8 @@ async def test_send_revalidates_with_the_clients_rules(make_client: Any) -> None
     assert (await client.stats()).spooled == 0
 
 
-async def test_send_batch_is_all_or_nothing(make_client: Any) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
+async def test_send_batch_is_all_or_nothing(make_async_client: Any) -> None:
+    client = make_async_client(f"127.0.0.1:{free_port()}")
     events = [build(n) for n in range(10)]
     events[7].prompt.tokens = -1
     with pytest.raises(sentinel.ValidationError) as caught:
@@ -349,14 +311,14 @@ async def test_an_unusable_spool_directory_is_a_config_error_at_open(tmp_path: P
     with pytest.raises(sentinel.ConfigError):
         await client.open()
     with pytest.raises(sentinel.ConfigError):  # the next call tries again
-        await track(client)
+        await atrack(client)
     await client.close()
 
 
-async def test_one_client_serves_two_event_loops(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
-    client = make_client(broker.bootstrap_servers)
-    here = await track(client, 1)
-    there = await asyncio.to_thread(asyncio.run, track(client, 2))  # another thread, its own loop
+async def test_one_client_serves_two_event_loops(broker: EmbeddedBroker, make_async_client: Any, topic: str) -> None:
+    client = make_async_client(broker.bootstrap_servers)
+    here = await atrack(client, 1)
+    there = await asyncio.to_thread(asyncio.run, atrack(client, 2))  # another thread, its own loop
     assert await client.flush(timeout=30)
     assert set(event_ids(await read_topic(broker, topic, 2))) == {here, there}
 
@@ -367,7 +329,7 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 
 
 async def test_before_send_runs_per_call_in_the_callers_context(
-    broker: EmbeddedBroker, make_client: Any, topic: str
+    broker: EmbeddedBroker, make_async_client: Any, topic: str
 ) -> None:
     def before_send(event: sentinel.TelemetryEvent) -> sentinel.TelemetryEvent | None:
         if event.service_name == "drop-me":
@@ -377,12 +339,12 @@ async def test_before_send_runs_per_call_in_the_callers_context(
         event.metadata["request_id"] = request_id.get()
         return event
 
-    client = make_client(broker.bootstrap_servers, before_send=before_send)
+    client = make_async_client(broker.bootstrap_servers, before_send=before_send)
     await client.open()
 
     async def handle(slot: int, service: str) -> str:  # a request handler with its own context
         request_id.set(f"r{slot}")
-        return await track(client, slot, service=service)
+        return await atrack(client, slot, service=service)
 
     services = ["svc", "drop-me", "svc", "broken-hook", "svc"]
     results = await asyncio.gather(*(handle(n, s) for n, s in enumerate(services)), return_exceptions=True)
@@ -393,10 +355,10 @@ async def test_before_send_runs_per_call_in_the_callers_context(
     assert (await client.stats()).dropped.get("before_send") == 1
 
 
-async def test_on_delivery_is_called_with_the_delivered_ids(broker: EmbeddedBroker, make_client: Any) -> None:
+async def test_on_delivery_is_called_with_the_delivered_ids(broker: EmbeddedBroker, make_async_client: Any) -> None:
     delivered: list[str] = []
-    client = make_client(broker.bootstrap_servers, on_delivery=delivered.extend)
-    sent = await asyncio.gather(*(track(client, n) for n in range(50)))
+    client = make_async_client(broker.bootstrap_servers, on_delivery=delivered.extend)
+    sent = await asyncio.gather(*(atrack(client, n) for n in range(50)))
     assert await client.flush(timeout=30)
     await client.close(timeout=5)  # the flusher has run every callback
     assert set(delivered) == set(sent)
@@ -405,9 +367,11 @@ async def test_on_delivery_is_called_with_the_delivered_ids(broker: EmbeddedBrok
 # --- fork ----------------------------------------------------------------------------------------------------
 
 
-async def test_forked_child_sends_with_its_own_threads(broker: EmbeddedBroker, make_client: Any, topic: str) -> None:
-    client = make_client(broker.bootstrap_servers)
-    parent_ids = [await track(client, n, service="parent") for n in range(20)]
+async def test_forked_child_sends_with_its_own_threads(
+    broker: EmbeddedBroker, make_async_client: Any, topic: str
+) -> None:
+    client = make_async_client(broker.bootstrap_servers)
+    parent_ids = [await atrack(client, n, service="parent") for n in range(20)]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: a loop of its own, and no writer thread until it asks for one
@@ -415,7 +379,7 @@ async def test_forked_child_sends_with_its_own_threads(broker: EmbeddedBroker, m
         try:
 
             async def child() -> list[str]:
-                ids = [await track(client, n, service="child") for n in range(20)]
+                ids = [await atrack(client, n, service="child") for n in range(20)]
                 delivered = await client.flush(timeout=30)
                 await client.close(timeout=5)
                 return ids if delivered else []

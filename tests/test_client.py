@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest, free_port
+from conftest import BrokerUnderTest, build, event_ids, free_port, track
 from spool_helpers import drain_all
 from wire_schema import parse_wire
 
@@ -27,23 +27,9 @@ PROGRAMS = Path(__file__).parent / "programs"
 TOO_LARGE = re.compile(r"MessageSizeTooLarge|MSG_SIZE_TOO_LARGE")
 
 
-def track(client: sentinel.Client, count: int, service: str = "svc", **fields: Any) -> list[str]:
-    return [
-        client.track(
-            service=service, model="gpt-4", prompt=f"prompt {n}", response="Paris.", latency_ms=150.5,
-            prompt_tokens=8, completion_tokens=7, cost_usd=0.001, **fields,
-        )
-        for n in range(count)
-    ]  # fmt: skip
-
-
 def _pending(client: sentinel.Client) -> tuple[int, int]:
     stats = client.stats()  # one snapshot: a claim moves events from spooled to in_flight
     return stats.spooled, stats.in_flight
-
-
-def event_ids(records: list[Any]) -> list[str]:
-    return [json.loads(record.value)["event_id"] for record in records]
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -213,8 +199,7 @@ def test_poison_record_is_dead_lettered_and_does_not_block_the_rest(
 
 def test_send_and_wait_returns_once_acked(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:
     client = make_client(broker.bootstrap_servers)
-    event = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
-    built = event.build()
+    built = build()
     assert client.send(built, wait=True, timeout=30) == built.event_id
     assert client.stats().delivered == 1
     assert event_ids(broker.read_topic(topic, expected=1)) == [built.event_id]
@@ -237,9 +222,8 @@ def test_send_and_wait_reports_unreachable_broker(make_client: Any) -> None:
     client = make_client(f"127.0.0.1:{free_port()}", write_timeout=0.5)
     track(client, 1)
     wait_until(lambda: client.stats().broker_connected is False, 30, description="the outage to be noticed")
-    built = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
     with pytest.raises(sentinel.DeliveryTimeoutError) as caught:  # what happened to the call: it timed out
-        client.send(built.build(), wait=True, timeout=1)
+        client.send(build(), wait=True, timeout=1)
     cause = caught.value.__cause__  # and why: no broker reachable (docs/operations.md)
     assert isinstance(cause, sentinel.BrokerConnectionError)
     assert isinstance(cause, ConnectionError)
@@ -308,13 +292,6 @@ def test_from_env(broker: BrokerUnderTest, spool_dir: Path, topic: str) -> None:
 
 
 # --- batches and validation ------------------------------------------------------------------------------
-
-
-def build(n: int = 0) -> sentinel.TelemetryEvent:
-    return (
-        sentinel.EventBuilder().service("svc").model("m").prompt(f"p{n}", 1).response("r", 1, "stop")
-        .latency(1).cost(0).build()
-    )  # fmt: skip
 
 
 def test_send_batch_delivers_all(broker: BrokerUnderTest, make_client: Any, topic: str) -> None:

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from spool_helpers import records
-from test_client import free_port
+from conftest import offline_client
+from spool_helpers import leave_spool
 
-import sentinel_durable as sentinel
-from sentinel_durable.spool import Spool, owner_alive, spool_files
+from sentinel_durable.spool import owner_alive
 from sentinel_durable.testing import wait_until
 
 
@@ -23,31 +22,16 @@ def _no_topic_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SENTINEL_TOPIC", raising=False)
 
 
-def leave_orphan(directory: Path, topic: str | None, count: int) -> Path:
-    """A spool file of ``topic`` holding ``count`` pending events, left by a process that is gone."""
-    before = set(spool_files(directory))
-    spool = Spool(directory, topic=topic)
-    spool.put_many(records(count))
-    spool._active.close()
-    spool._closed = True
-    (path,) = set(spool_files(directory)) - before
-    return path
-
-
-def offline_client(directory: Path, **options: object) -> sentinel.Client:
-    return sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic="orders", spool_dir=directory, **options)
-
-
 def test_first_stats_counts_an_orphan_another_tool_holds_locked_without_waiting(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    orphan = leave_orphan(tmp_path, "orders", 7)
+    orphan = leave_spool(tmp_path, 7, topic="orders").path
     holder = sqlite3.connect(orphan, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another tool writes to it: a writer of this file waits
     try:
         with (
             caplog.at_level(logging.INFO, logger="sentinel_durable.spool"),
-            offline_client(tmp_path, write_timeout=3.0) as client,
+            offline_client(tmp_path, "orders", write_timeout=3.0) as client,
         ):
             # The flusher's first pass has locked the orphan and waits on the tool's lock.
             wait_until(lambda: owner_alive(orphan), 10, 0.005, description="the adoption pass on the orphan")
@@ -68,10 +52,10 @@ def test_first_stats_counts_an_orphan_another_tool_holds_locked_without_waiting(
 
 
 def test_first_stats_counts_the_orphans_this_client_adopts_and_only_those(tmp_path: Path) -> None:
-    leave_orphan(tmp_path, "orders", 3)
-    leave_orphan(tmp_path, "payments", 4)  # another topic: never this client's backlog
-    leave_orphan(tmp_path, None, 5)  # no recorded topic: this client adopts it
-    with offline_client(tmp_path) as client:
+    leave_spool(tmp_path, 3, topic="orders")
+    leave_spool(tmp_path, 4, topic="payments")  # another topic: never this client's backlog
+    leave_spool(tmp_path, 5, topic=None)  # no recorded topic: this client adopts it
+    with offline_client(tmp_path, "orders") as client:
         first = client.stats()
         assert (first.spooled, first.in_flight, first.spool_files) == (8, 0, 3)
         client.flush(timeout=0.1)  # the adoption pass is done once this returns
@@ -80,14 +64,14 @@ def test_first_stats_counts_the_orphans_this_client_adopts_and_only_those(tmp_pa
 
 
 def test_first_stats_counts_what_it_can_read_at_once_and_never_waits_for_the_rest(tmp_path: Path) -> None:
-    leave_orphan(tmp_path, "orders", 3)
-    locked = leave_orphan(tmp_path, "orders", 4)
+    leave_spool(tmp_path, 3, topic="orders")
+    locked = leave_spool(tmp_path, 4, topic="orders").path
     holder = sqlite3.connect(locked, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # not even readers get in
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("DELETE FROM ack_queue_default WHERE _id < 0")
     try:
-        with offline_client(tmp_path, write_timeout=3.0) as client:
+        with offline_client(tmp_path, "orders", write_timeout=3.0) as client:
             started = time.monotonic()
             first = client.stats()
             elapsed = time.monotonic() - started

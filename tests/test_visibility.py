@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest
+from conftest import BrokerUnderTest, build, track
 from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
@@ -40,23 +40,6 @@ def silent_broker() -> Iterator[str]:
         hole.bind(("127.0.0.1", 0))
         hole.listen(100)
         yield f"127.0.0.1:{hole.getsockname()[1]}"
-
-
-def track(client: sentinel.Client, count: int = 1) -> list[str]:
-    return [client.track(service="svc", model="m", prompt=f"p{n}", response="r", latency_ms=1) for n in range(count)]
-
-
-def build() -> sentinel.TelemetryEvent:
-    return (
-        sentinel.EventBuilder()
-        .service("s")
-        .model("m")
-        .prompt("p", 1)
-        .response("r", 1, "stop")
-        .latency(1)
-        .cost(0)
-        .build()
-    )
 
 
 def seconds_until(condition: Any, limit: float, description: str) -> float:

@@ -28,11 +28,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import assert_refused
+from conftest import MakeClient, assert_refused, event_ids, track
 from pki import HOST, KEY_PASSWORD, Pki, make_pki
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import MakeClient, event_ids, track
 from apache_kafka.launcher import KafkaCluster, TlsFiles
 from sentinel_durable.testing import wait_until
 
