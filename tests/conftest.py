@@ -18,6 +18,7 @@ import os
 import random
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
@@ -39,6 +40,9 @@ QUICK_RETRIES: dict[str, Any] = {"retry_backoff": 0.05, "max_retry_backoff": 0.5
 DEFAULT_ROUNDS = 6
 
 _report_key = pytest.StashKey[list[str]]()
+
+#: The fixtures of the TLS and SASL endpoints live beside the endpoints.
+pytest_plugins = ["tls_tansu"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -337,6 +341,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.section("chaos")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# --- threads ---------------------------------------------------------------------------------------
+
+
+def _flusher_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "sentinel-durable-flusher"}
+
+
+@pytest.fixture
+def flushers_end_after_the_test() -> Iterator[None]:
+    """After the test, wait until the flusher threads it started have ended.
+
+    close() returns on time even while a broker call hangs; the flusher thread ends once that call
+    does (write_timeout). Waiting for it keeps its log records out of the next test. Use it with
+    ``pytest.mark.usefixtures``: it is then set up before ``make_client``, and ends after its clients are closed.
+    """
+    before = _flusher_threads()
+    yield
+    wait_until(lambda: not (_flusher_threads() - before), 15, description="the clients' flusher threads to end")
 
 
 # --- what a user sees: errors and log records ------------------------------------------------------
