@@ -10,6 +10,7 @@ stops at once with one line naming what is missing; it never skips.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
@@ -22,7 +23,7 @@ import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -43,6 +44,8 @@ _report_key = pytest.StashKey[list[str]]()
 
 #: The fixtures of the TLS and SASL endpoints live beside the endpoints.
 pytest_plugins = ["tls_tansu"]
+
+_T = TypeVar("_T")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -343,7 +346,43 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(line)
 
 
-# --- threads ---------------------------------------------------------------------------------------
+# --- threads and deadlines -------------------------------------------------------------------------
+
+
+def returns_within(seconds: float, call: Callable[[], _T], description: str) -> _T:
+    """``call()`` made on a thread of its own and waited for (``wait_until``) at most ``seconds``: what it
+    returns, or what it raises. A call still running then fails the test with a TimeoutError naming
+    ``description`` (and is left to end on its daemon thread).
+
+    For calls whose promise is to return soon (``close(timeout)`` with no broker, a refused timeout):
+    ``seconds`` is well above what the call takes and well below the wait it must not make, so that a
+    loaded machine does not fail the test and a call that waits does."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    threading.Thread(target=run, name="test-returns-within", daemon=True).start()
+    wait_until(lambda: outcome, seconds, description=description)
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+async def wait_until_async(condition: Callable[[], _T], timeout: float, description: str = "condition") -> _T:
+    """``wait_until`` for a coroutine: poll ``condition`` between awaits (the loop runs meanwhile) until it
+    holds, for at most ``timeout`` seconds; then a TimeoutError naming ``description``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (value := condition()):
+        if loop.time() >= deadline:
+            raise TimeoutError(f"{description}: not met within {timeout:g} s")
+        await asyncio.sleep(0.01)
+    return value
 
 
 def _flusher_threads() -> set[threading.Thread]:

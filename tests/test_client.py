@@ -10,12 +10,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest, build, event_ids, free_port, track
+from conftest import BrokerUnderTest, build, event_ids, free_port, returns_within, track
 from spool_helpers import drain_all
 from wire_schema import parse_wire
 
@@ -231,12 +230,11 @@ def test_send_and_wait_reports_unreachable_broker(make_client: Any) -> None:
 
 
 def test_close_with_broker_down_returns_in_time_and_keeps_events(make_client: Any, spool_dir: Path) -> None:
-    client = make_client(f"127.0.0.1:{free_port()}")
+    client = make_client(f"127.0.0.1:{free_port()}", write_timeout=30)
     sent = track(client, 500)
-    started = time.monotonic()
-    client.close(timeout=1)
-    elapsed = time.monotonic() - started
-    assert elapsed < 2.0, f"close(timeout=1) took {elapsed:.2f}s"
+    # close(timeout=1) gives up on delivering: it does not wait for a delivery attempt (30 s).
+    returns_within(10, lambda: client.close(timeout=1), "close(timeout=1) to return")
+    assert client.closed
     assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
 
 
@@ -246,9 +244,9 @@ def test_close_releases_spool_files_even_when_the_broker_never_answers(make_clie
         black_hole.listen(100)
         client = make_client(f"127.0.0.1:{black_hole.getsockname()[1]}", write_timeout=30)
         sent = track(client, 50)
-        started = time.monotonic()
-        client.close(timeout=1)
-        assert time.monotonic() - started < 2.0
+        # close(timeout=1) returns though the batch in flight waits for acks for up to 30 s...
+        returns_within(10, lambda: client.close(timeout=1), "close(timeout=1) to return")
+        # ...and the spool's files are free: another spool adopts them and finds every event.
         assert {event["event_id"] for event in drain_all(spool_dir)} == set(sent)
 
 
@@ -256,11 +254,11 @@ def test_creating_a_client_does_not_wait_for_a_broker(make_client: Any) -> None:
     with socket.socket() as black_hole:
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen(100)
-        started = time.monotonic()
-        client = make_client(f"127.0.0.1:{black_hole.getsockname()[1]}", write_timeout=30)
-        track(client, 10)
-        # kafka-python's own producer would block here for its whole bootstrap timeout.
-        assert time.monotonic() - started < 5.0
+        address = f"127.0.0.1:{black_hole.getsockname()[1]}"
+        # kafka-python's own producer would block here until the broker answered, or its bootstrap gave up
+        # (write_timeout, 30 s): Client() and track() return without a word from the broker.
+        client = returns_within(10, lambda: make_client(address, write_timeout=30), "Client() to return")
+        returns_within(10, lambda: track(client, 10), "track() to return")
         assert sum(_pending(client)) == 10
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from spool_helpers import record, records
 
 from sentinel_durable import SpoolFullError
 from sentinel_durable.spool import Spool
+from sentinel_durable.testing import wait_until
 
 # --- max_spool_bytes and the overflow policies ----------------------------------------------------
 
@@ -93,21 +93,22 @@ def test_overflow_block_times_out_when_nobody_makes_room(spool_dir: Path) -> Non
 def test_overflow_block_waits_for_room_then_proceeds(spool_dir: Path) -> None:
     with Spool(spool_dir, max_spool_bytes=200_000, overflow="block", write_timeout=30) as spool:
         _fill(spool, 100)
-        blocked = threading.Thread(target=_fill, args=(spool, 100))
+        blocked = threading.Thread(target=_fill, args=(spool, 100), name="test-blocked-writer")
         blocked.start()
-        deadline = time.monotonic() + 20
-        while spool.counts().pending < 105:  # the writer is going (about 120 fit)...
-            assert time.monotonic() < deadline
-            blocked.join(timeout=0.01)
+        # The writer is going (about 120 fit)...
+        wait_until(lambda: spool.counts().pending >= 105, 20, 0.01, description="the writer to reach the bound")
         assert blocked.is_alive()  # ...and will wait for room at the bound instead of failing
         delivered = 0
-        while blocked.is_alive() or spool.counts().pending:  # drain as a flusher would
+
+        def drained() -> bool:  # as a flusher would
+            nonlocal delivered
             claim = spool.claim(50)
             if claim is not None:
                 spool.ack(claim)
                 delivered += len(claim)
-            blocked.join(timeout=0.01)
-            assert time.monotonic() < deadline, "the blocked writer never got through"
+            return not blocked.is_alive() and not spool.counts().pending
+
+        wait_until(drained, 20, 0.01, description="the blocked writer to get through")
         assert delivered == 200
 
 

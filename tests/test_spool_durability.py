@@ -11,13 +11,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from spool_helpers import drain_all, record, records
 
 from sentinel_durable.spool import Spool
+from sentinel_durable.testing import wait_until
 
 # --- durability modes -----------------------------------------------------------------------------
 
@@ -83,10 +83,7 @@ def test_async_mode_reaches_disk_within_batch_timeout(spool_dir: Path) -> None:
     with Spool(spool_dir, durability="async", batch_timeout=0.05) as spool:
         spool.put_many(records(10))
         assert spool.counts().pending == 10  # buffered events count as pending
-        deadline = time.monotonic() + 5
-        while _committed_rows(spool.active_path) < 10:
-            assert time.monotonic() < deadline, "buffered events never reached disk"
-            threading.Event().wait(0.01)
+        wait_until(lambda: _committed_rows(spool.active_path) == 10, 5, 0.01, description="the buffer to reach disk")
 
 
 def test_async_mode_commit_buffered_writes_at_once(spool_dir: Path) -> None:
@@ -171,11 +168,8 @@ def test_close_racing_senders_keeps_every_event_whose_put_returned(spool_dir: Pa
     for thread in threads:
         thread.start()
     start.wait()
-    deadline = time.monotonic() + 30
-    while len(accepted) < 20:  # close while the senders are in full swing
-        assert time.monotonic() < deadline
-        threads[0].join(timeout=0.001)
-    spool.close()
+    wait_until(lambda: len(accepted) >= 20, 30, 0.001, description="the senders in full swing")
+    spool.close()  # while they are
     for thread in threads:
         thread.join(timeout=30)
     assert {event["event_id"] for event in drain_all(spool_dir)} == set(accepted)
