@@ -305,6 +305,12 @@ def offline(spool_dir: Path) -> Iterator[sentinel.Client]:
 
 
 @pytest.fixture
+def no_topic_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SENTINEL_TOPIC from the caller's environment, for tests of which topic a spool file records."""
+    monkeypatch.delenv("SENTINEL_TOPIC", raising=False)
+
+
+@pytest.fixture
 def refused_broker() -> Iterator[str]:
     """An address that refuses connections for the whole test: a port kept bound, never listening
     (so that no other process can take it meanwhile)."""

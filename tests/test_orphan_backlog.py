@@ -12,13 +12,22 @@ import pytest
 from conftest import offline_client
 from spool_helpers import leave_spool
 
+import sentinel_durable as sentinel
 from sentinel_durable.spool import owner_alive
 from sentinel_durable.testing import wait_until
 
+pytestmark = pytest.mark.usefixtures("no_topic_from_the_environment")
 
-@pytest.fixture(autouse=True)
-def _no_topic_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SENTINEL_TOPIC", raising=False)
+
+def first_stats_while_the_pass_waits(
+    client: sentinel.Client, locked: Path, caplog: pytest.LogCaptureFixture
+) -> sentinel.Stats:
+    """The client's first ``stats()``, made once the flusher's first pass has locked ``locked`` and waits
+    on the other tool's lock (until write_timeout, then it logs "will try again"): it answers meanwhile."""
+    wait_until(lambda: owner_alive(locked), 10, 0.005, description="the adoption pass on the locked file")
+    first = client.stats()
+    assert "will try again" not in caplog.text, "the first stats() waited for the locked file"
+    return first
 
 
 def test_first_stats_counts_an_orphan_another_tool_holds_locked_without_waiting(
@@ -32,10 +41,7 @@ def test_first_stats_counts_an_orphan_another_tool_holds_locked_without_waiting(
             caplog.at_level(logging.INFO, logger="sentinel_durable.spool"),
             offline_client(tmp_path, "orders", write_timeout=3.0) as client,
         ):
-            # The flusher's first pass has locked the orphan and waits on the tool's lock (write_timeout).
-            wait_until(lambda: owner_alive(orphan), 10, 0.005, description="the adoption pass on the orphan")
-            first = client.stats()
-            assert "will try again" not in caplog.text  # it answered while the pass still waits
+            first = first_stats_while_the_pass_waits(client, orphan, caplog)
             assert first.spooled == 7
             # The pass gives up on it for now: still our backlog, counted once.
             wait_until(lambda: "will try again" in caplog.text, 10, description="the pass to leave the orphan")
@@ -74,10 +80,7 @@ def test_first_stats_counts_what_it_can_read_at_once_and_never_waits_for_the_res
             caplog.at_level(logging.INFO, logger="sentinel_durable.spool"),
             offline_client(tmp_path, "orders", write_timeout=3.0) as client,
         ):
-            # The flusher's first pass has locked the file and waits on the tool's lock (write_timeout).
-            wait_until(lambda: owner_alive(locked), 10, 0.005, description="the adoption pass on the locked file")
-            first = client.stats()
-            assert "will try again" not in caplog.text  # it answered while the pass still waits
+            first = first_stats_while_the_pass_waits(client, locked, caplog)
             assert first.spooled == 3  # the file it could read; the other is not known yet
             wait_until(lambda: "will try again" in caplog.text, 10, description="the pass to leave the locked file")
     finally:

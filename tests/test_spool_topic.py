@@ -24,6 +24,8 @@ from sentinel_durable import cli
 from sentinel_durable.spool import Spool, spool_files
 from sentinel_durable.testing import wait_until
 
+pytestmark = pytest.mark.usefixtures("no_topic_from_the_environment")
+
 
 def recorded_topic(path: Path) -> str | None:
     """The topic a spool file records, read with plain sqlite3 (None when it records none)."""
@@ -45,11 +47,6 @@ def leave_offline(directory: Path, topic: str, count: int, service: str) -> list
 
 def services(broker: BrokerUnderTest, topic: str, expected: int) -> Counter[str]:
     return Counter(json.loads(r.value)["service_name"] for r in broker.read_topic(topic, expected=expected))
-
-
-@pytest.fixture(autouse=True)
-def _no_topic_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SENTINEL_TOPIC", raising=False)
 
 
 # --- 1. spool files record their destination ---------------------------------------------------
