@@ -18,7 +18,9 @@ import logging
 import os
 import random
 import socket
+import subprocess
 import sys
+import textwrap
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -173,6 +175,12 @@ def offline_client(spool_dir: Path, topic: str = "offline", **options: Any) -> s
     return sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic=topic, spool_dir=spool_dir, **options)
 
 
+def pending(client: sentinel.Client) -> int:
+    """The events the client still holds: spooled or in flight (one snapshot: a claim moves them between)."""
+    stats = client.stats()
+    return stats.spooled + stats.in_flight
+
+
 def assert_refused(client: sentinel.Client, pending: int) -> sentinel.Stats:
     """The client tried (a delivery attempt failed), delivered nothing, and keeps every event."""
     wait_until(lambda: client.stats().last_error, 15, description="a failed delivery attempt")
@@ -183,7 +191,7 @@ def assert_refused(client: sentinel.Client, pending: int) -> sentinel.Stats:
     return stats
 
 
-# --- the command line ---------------------------------------------------------------------------
+# --- the command line and other processes ------------------------------------------------------
 
 #: ``sentinel-durable`` as a subprocess.
 CLI = [sys.executable, "-m", "sentinel_durable.cli"]
@@ -196,6 +204,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` (dedented) run by a new Python interpreter: what a fresh process imports and does."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -292,6 +305,13 @@ async def make_async_client(spool_dir: Path, topic: str) -> AsyncIterator[Callab
     yield make
     for client in clients:
         await client.close(timeout=1)
+
+
+@pytest.fixture
+def client(broker: BrokerUnderTest, topic: str, spool_dir: Path) -> Iterator[sentinel.Client]:
+    """A client of the test's broker, topic and spool directory, with the default options; closed after the test."""
+    with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as made:
+        yield made
 
 
 @pytest.fixture

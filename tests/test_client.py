@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest, build, event_ids, free_port, returns_within, track
+from conftest import BrokerUnderTest, build, event_ids, free_port, pending, returns_within, track
 from spool_helpers import drain_all
 from wire_schema import parse_wire
 
@@ -24,11 +24,6 @@ from sentinel_durable.testing import wait_until
 PROGRAMS = Path(__file__).parent / "programs"
 #: How each transport names a record larger than the broker takes.
 TOO_LARGE = re.compile(r"MessageSizeTooLarge|MSG_SIZE_TOO_LARGE")
-
-
-def _pending(client: sentinel.Client) -> tuple[int, int]:
-    stats = client.stats()  # one snapshot: a claim moves events from spooled to in_flight
-    return stats.spooled, stats.in_flight
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -77,7 +72,7 @@ def test_events_sent_before_any_broker_exists_are_delivered_when_it_starts(
     port = free_port()
     client = make_client(f"127.0.0.1:{port}")
     sent = track(client, 5000)
-    assert sum(_pending(client)) == 5000
+    assert pending(client) == 5000
     with broker_on_port(port) as broker:
         assert client.flush(timeout=120)
         records = broker.read_topic(topic, expected=5000)
@@ -259,7 +254,7 @@ def test_creating_a_client_does_not_wait_for_a_broker(make_client: Any) -> None:
         # (write_timeout, 30 s): Client() and track() return without a word from the broker.
         client = returns_within(10, lambda: make_client(address, write_timeout=30), "Client() to return")
         returns_within(10, lambda: track(client, 10), "track() to return")
-        assert sum(_pending(client)) == 10
+        assert pending(client) == 10
 
 
 def test_calls_after_close_raise_client_closed(make_client: Any) -> None:
@@ -500,7 +495,7 @@ def test_before_send_result_is_validated_again(make_client: Any) -> None:
     with pytest.raises(sentinel.ValidationError) as caught:
         track(client, 1)
     assert caught.value.field == "latency_ms"
-    assert sum(_pending(client)) == 0
+    assert pending(client) == 0
 
 
 def test_on_delivery_and_on_error_callbacks(broker: BrokerUnderTest, make_client: Any) -> None:

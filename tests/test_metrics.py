@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from typing import Any
 
 import pytest
-from conftest import track
+from conftest import run_python, track
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
@@ -219,10 +216,6 @@ def test_otel_refuses_a_second_client_with_the_same_attributes(
 
 
 # --- optional dependencies ------------------------------------------------------------------------
-
-
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 def test_importing_the_metrics_module_needs_neither_prometheus_nor_opentelemetry() -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
 
 import pytest
-from conftest import complete_builder, track
+from conftest import complete_builder, run_python, track
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -70,10 +67,6 @@ def test_resolve_span_ids_keeps_what_the_caller_set(tracer: trace.Tracer) -> Non
 
 
 # --- no cost without OpenTelemetry ----------------------------------------------------------------
-
-
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 def test_importing_and_tracking_does_not_import_opentelemetry() -> None:

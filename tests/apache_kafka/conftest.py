@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-import sentinel_durable as sentinel
 from apache_kafka.launcher import KafkaCluster
 
 #: SASL users of the secured cluster: alice is an ordinary principal, admin a super user.
@@ -44,8 +43,3 @@ def sasl_options(mechanism: str = "SCRAM-SHA-256", password: str = ALICE_PASSWOR
         "sasl_username": ALICE,
         "sasl_password": password,
     }
-
-
-def pending(client: sentinel.Client) -> int:
-    stats = client.stats()
-    return stats.spooled + stats.in_flight

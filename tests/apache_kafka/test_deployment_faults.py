@@ -13,10 +13,10 @@ import logging
 import secrets
 
 import pytest
-from conftest import MakeClient, build, complete_builder, event_ids, track
+from conftest import MakeClient, build, complete_builder, event_ids, pending, track
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import ALICE, pending, sasl_options
+from apache_kafka.conftest import ALICE, sasl_options
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 

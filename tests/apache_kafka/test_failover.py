@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MakeClient, event_ids, track
+from conftest import MakeClient, event_ids, pending, track
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import pending
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MakeClient, build, event_ids, track
+from conftest import MakeClient, build, event_ids, pending, track
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import ALICE, pending, sasl_options
+from apache_kafka.conftest import ALICE, sasl_options
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 
