@@ -9,7 +9,7 @@ import importlib.util
 import pytest
 from conftest import MakeClient, assert_refused, capture_everything, track
 from pki import KEY_PASSWORD, Pki
-from tls_tansu import ATTEMPT_TIMEOUT_S, SASL_PASSWORD, TlsKafka, sasl_options
+from tls_tansu import ATTEMPT_TIMEOUT_S, SASL_PASSWORD, TlsKafka, sasl_ssl_options
 
 import sentinel_durable as sentinel
 from sentinel_durable.kafka_transport import producer_options
@@ -23,7 +23,7 @@ def test_a_refused_scram_login_delivers_nothing_and_keeps_the_events(
     mechanism: str, sasl_kafka: TlsKafka, make_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     capture_everything(caplog)
-    options = sasl_options(sasl_kafka, mechanism)
+    options = sasl_ssl_options(sasl_kafka, mechanism)
     client = make_client(sasl_kafka.bootstrap_servers, **options, write_timeout=ATTEMPT_TIMEOUT_S)
     track(client, 10)
     assert_refused(client, 10)
@@ -53,7 +53,7 @@ def test_last_error_names_why_the_broker_refused_the_client(
     if failure == "certificate":
         endpoint, options = tls_kafka, {"security_protocol": "SSL", "ssl_cafile": pki.other_ca}
     else:
-        endpoint, options = sasl_kafka, sasl_options(sasl_kafka, "SCRAM-SHA-256")
+        endpoint, options = sasl_kafka, sasl_ssl_options(sasl_kafka, "SCRAM-SHA-256")
     client = make_client(endpoint.bootstrap_servers, **options, write_timeout=ATTEMPT_TIMEOUT_S)
     track(client, 1)
     stats = assert_refused(client, 1)

@@ -26,7 +26,7 @@ from tls_tansu import (
     STARTUP_TIMEOUT_S,
     TlsKafka,
     answers_kafka,
-    sasl_options,
+    sasl_ssl_options,
     spawn_tansu,
     stop_process,
 )
@@ -44,7 +44,7 @@ def test_secrets_never_appear_in_repr_logs_or_errors(
 ) -> None:
     capture_everything(caplog)
     key_password = KEY_PASSWORD if failure == "SCRAM login refused" else f"wrong-{KEY_PASSWORD}"
-    options = sasl_options(sasl_kafka, "SCRAM-SHA-512") | {"ssl_password": key_password}
+    options = sasl_ssl_options(sasl_kafka, "SCRAM-SHA-512") | {"ssl_password": key_password}
     client = make_client(sasl_kafka.bootstrap_servers, **options, write_timeout=ATTEMPT_TIMEOUT_S)
     said = [repr(client), repr(client.config), str(client.config), client.config.model_dump_json()]
 

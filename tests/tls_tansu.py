@@ -217,7 +217,8 @@ def running(endpoint: TlsKafka) -> Iterator[TlsKafka]:
         endpoint.stop()
 
 
-def sasl_options(endpoint: TlsKafka, mechanism: str) -> dict[str, Any]:
+def sasl_ssl_options(endpoint: TlsKafka, mechanism: str) -> dict[str, Any]:
+    """A SASL_SSL login as alice with ``mechanism``, over ``endpoint``'s TLS (its client certificate too)."""
     return endpoint.client_options() | {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": mechanism,

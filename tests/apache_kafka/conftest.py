@@ -27,6 +27,13 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
 
 
 @pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three nodes, logs on disk, no proxy: for failover (replicated topics) and the chaos run."""
+    with KafkaCluster(3, workdir=tmp_path_factory.mktemp("kafka-trio")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """One node with SASL users, the StandardAuthorizer and no automatic topic creation."""
     with KafkaCluster(

@@ -24,12 +24,6 @@ from sentinel_durable.testing import wait_until
 TOPIC_CONFIG = {"min.insync.replicas": "2"}
 
 
-@pytest.fixture(scope="module")
-def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    with KafkaCluster(3, workdir=tmp_path_factory.mktemp("kafka-trio")) as cluster:
-        yield cluster
-
-
 @pytest.fixture
 def replicated(trio: KafkaCluster, topic: str) -> Iterator[str]:
     """A 6-partition topic on every node; every node is running and in sync again afterwards."""
