@@ -25,15 +25,16 @@ import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 import pytest_asyncio
 
 import sentinel_durable as sentinel
-from sentinel_durable.aio import AsyncClient
-from sentinel_durable.event import EventRules, record_size
 from sentinel_durable.testing import EmbeddedBroker, wait_until
+
+if TYPE_CHECKING:
+    from sentinel_durable.event import EventRules
 
 APACHE_KAFKA = "apache-kafka"
 #: What the clients the suites make have unless a test says otherwise: quick retries, and a
@@ -117,7 +118,7 @@ def valid_fields(**overrides: Any) -> dict[str, Any]:
     return fields
 
 
-def complete_builder(rules: EventRules | None = None) -> sentinel.EventBuilder:
+def complete_builder(rules: sentinel.Config | EventRules | None = None) -> sentinel.EventBuilder:
     """An EventBuilder given every field of ``valid_fields``: ``.build()`` succeeds."""
     return (
         sentinel.EventBuilder(rules).service("svc").model("gpt-4").prompt("What is the capital of France?", 8)
@@ -136,6 +137,7 @@ def event_of_record_size(
     """An event whose Kafka record (value, key, headers and framing, as estimated) is exactly ``target`` bytes:
     ``grown(n)``'s, a builder with ``n`` bytes of metadata (by default ``complete_builder``'s, with room up to
     8 MiB), ``n`` chosen to fit."""
+    from sentinel_durable.event import record_size  # the send-time estimate (private: imported where used)
 
     def complete_with(metadata_bytes: int) -> sentinel.EventBuilder:
         return complete_builder(sentinel.Config(max_message_bytes=8 << 20)).metadata({"blob": "x" * metadata_bytes})
@@ -292,14 +294,14 @@ def make_client(spool_dir: Path, topic: str, transport: str) -> Iterator[MakeCli
 
 
 @pytest_asyncio.fixture
-async def make_async_client(spool_dir: Path, topic: str) -> AsyncIterator[Callable[..., AsyncClient]]:
+async def make_async_client(spool_dir: Path, topic: str) -> AsyncIterator[Callable[..., sentinel.AsyncClient]]:
     """``make_async_client(brokers, **options)``: ``make_client``'s counterpart for AsyncClient (one
     transport, the default); every one made is closed at the end of the test."""
-    clients: list[AsyncClient] = []
+    clients: list[sentinel.AsyncClient] = []
 
-    def make(brokers: str, **options: Any) -> AsyncClient:
+    def make(brokers: str, **options: Any) -> sentinel.AsyncClient:
         settings = {"spool_dir": spool_dir, **QUICK_RETRIES} | options
-        clients.append(AsyncClient(brokers=[brokers], topic=topic, **settings))
+        clients.append(sentinel.AsyncClient(brokers=[brokers], topic=topic, **settings))
         return clients[-1]
 
     yield make
