@@ -4,9 +4,9 @@
 client certificate whose key is encrypted with ``KEY_PASSWORD``, and a second CA that signed none
 of them. Keys are P-256 (EC), private keys PKCS#8 PEM; the server keys are not encrypted.
 
-Used by ``tests/test_security.py`` (stunnel in front of Tansu) and by
-``tests/apache_kafka/test_tls.py`` (Apache Kafka, which reads PEM key stores itself and accepts
-RSA, DSA and EC PKCS#8 keys in them).
+Used by ``tests/tls_tansu.py`` (stunnel in front of Tansu, for ``test_tls.py``, ``test_sasl.py``
+and ``test_secrets.py``; its ``pki`` fixture serves every module) and by ``tests/apache_kafka/test_tls.py``
+(Apache Kafka, which reads PEM key stores itself and accepts RSA, DSA and EC PKCS#8 keys in them).
 """
 
 from __future__ import annotations

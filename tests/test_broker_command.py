@@ -7,16 +7,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_client import free_port
+from conftest import CLI, free_port
 
 from sentinel_durable.testing import EmbeddedBroker, TcpProxy, wait_until
-
-CLI = [sys.executable, "-m", "sentinel_durable.cli"]
 
 
 def children(pid: int) -> set[int]:

@@ -6,29 +6,18 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from conftest import complete_builder
 from wire_schema import parse_wire
 
 import sentinel_durable as sentinel
 from sentinel_durable.event import EventRules
 
 
-def complete() -> sentinel.EventBuilder:
-    return (
-        sentinel.EventBuilder()
-        .service("svc")
-        .model("gpt-4")
-        .prompt("What is the capital of France?", 8)
-        .response("Paris.", 7, "stop")
-        .latency(150.5)
-        .cost(0.001)
-    )
-
-
 def test_build_produces_the_wire_event() -> None:
     stamp = datetime(2026, 11, 27, 3, 21, 29, 541265, tzinfo=UTC)
     event_id = str(uuid.uuid4())
     event = (
-        complete()
+        complete_builder()
         .add_metadata("region", "us-east-1")
         .trace_id("4bf92f3577b34da6a3ce929d0e0e4736")
         .span_id("00f067aa0ba902b7")
@@ -55,20 +44,20 @@ def test_build_produces_the_wire_event() -> None:
 
 def test_embeddings_are_carried() -> None:
     event = (
-        complete().prompt_with_embedding("q", 1, [0.1, 0.2]).response_with_embedding("a", 2, "length", (0.3,)).build()
-    )
+        complete_builder().prompt_with_embedding("q", 1, [0.1, 0.2]).response_with_embedding("a", 2, "length", (0.3,))
+    ).build()
     wire = parse_wire(event.to_json())
     assert wire["prompt"] == {"text": "q", "tokens": 1, "embedding": [0.1, 0.2]}
     assert wire["response"] == {"text": "a", "tokens": 2, "finish_reason": "length", "embedding": [0.3]}
 
 
 def test_metadata_replaces_and_add_metadata_extends() -> None:
-    builder = complete().add_metadata("a", "1").metadata({"b": "2"}).add_metadata("c", "3")
+    builder = complete_builder().add_metadata("a", "1").metadata({"b": "2"}).add_metadata("c", "3")
     assert builder.build().metadata == {"b": "2", "c": "3"}
 
 
 def test_errors_replaces_and_add_error_extends() -> None:
-    builder = complete().add_error("x").errors(["y"]).add_error("z")
+    builder = complete_builder().add_error("x").errors(["y"]).add_error("z")
     assert builder.build().errors == ["y", "z"]
 
 
@@ -91,7 +80,7 @@ def test_build_names_the_missing_field(method: str, field: str) -> None:
 
 def test_build_names_the_bad_field() -> None:
     with pytest.raises(sentinel.ValidationError) as caught:
-        complete().response("r", -2, "stop").build()
+        complete_builder().response("r", -2, "stop").build()
     assert (caught.value.field, caught.value.value) == ("response.tokens", -2)
 
 
@@ -104,12 +93,12 @@ def test_setters_never_raise_on_junk() -> None:
 
 def test_unhashable_metadata_key_is_a_validation_error() -> None:
     with pytest.raises(sentinel.ValidationError) as caught:
-        complete().add_metadata(["k"], "v").build()  # type: ignore[arg-type]
+        complete_builder().add_metadata(["k"], "v").build()  # type: ignore[arg-type]
     assert caught.value.field == "metadata"
 
 
 def test_each_build_gets_a_new_event_id_unless_one_is_set() -> None:
-    builder = complete()
+    builder = complete_builder()
     assert builder.build().event_id != builder.build().event_id
     fixed = str(uuid.uuid4())
     builder.event_id(fixed)
@@ -123,7 +112,7 @@ def test_builder_applies_its_rules() -> None:
 
 
 def test_later_changes_to_the_builder_do_not_alter_a_built_event() -> None:
-    builder = complete().add_metadata("a", "1").add_error("e")
+    builder = complete_builder().add_metadata("a", "1").add_error("e")
     event = builder.build()
     builder.add_metadata("b", "2").add_error("f")
     assert (event.metadata, event.errors) == ({"a": "1"}, ["e"])
@@ -137,7 +126,7 @@ def test_cost_defaults_to_zero_as_in_track() -> None:
 
 
 def test_repr_names_the_fields_set_and_the_size_of_text_not_the_text() -> None:
-    builder = complete().add_metadata("region", "private-value").add_error("private-error")
+    builder = complete_builder().add_metadata("region", "private-value").add_error("private-error")
     shown = repr(builder)
     assert shown.startswith("<EventBuilder ")
     assert shown.endswith(">")

@@ -6,45 +6,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import BrokerUnderTest
-from spool_helpers import records
-from test_client import free_port
+from conftest import CLI, BrokerUnderTest, free_port, run_cli
+from spool_helpers import leave_spool, records
 
 import sentinel_durable as sentinel
-from sentinel_durable.cli import main
 from sentinel_durable.spool import Spool, spool_files
-
-CLI = [sys.executable, "-m", "sentinel_durable.cli"]
-
-
-def leave_spool(directory: Path, count: int, dead: int = 0) -> list[str]:
-    """A spool file left by a process that is gone: ``count`` events, the first ``dead`` dead-lettered."""
-    batch = records(count)
-    spool = Spool(directory)
-    spool.put_many(batch)
-    if dead:
-        claim = spool.claim(dead)
-        assert claim is not None
-        spool.dead_letter(claim, claim.records, "MessageSizeTooLargeError: too big")
-    spool._owned.active.close()  # release the file without draining it, as a dead owner would
-    spool._closed = True
-    return [record.event_id for record in batch]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_status_shows_counts_per_file_and_total(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     leave_spool(tmp_path, 10, dead=2)
     leave_spool(tmp_path, 5)
-    code, out, _ = run(capsys, "status", "--spool-dir", str(tmp_path))
+    code, out, _ = run_cli(capsys, "status", "--spool-dir", str(tmp_path))
     assert code == 0
     lines = out.splitlines()
     # No in-flight column: claims only read, so what a live owner has in flight is pending on disk.
@@ -59,7 +34,7 @@ def test_status_json_shows_owner_and_quarantined(tmp_path: Path, capsys: pytest.
     (tmp_path / "spool-00000000000000000001-1-x.db.corrupt-20260101T000000").write_bytes(b"junk")
     with Spool(tmp_path) as live:
         live.put_many(records(4))
-        code, out, _ = run(capsys, "status", "--spool-dir", str(tmp_path), "--json")
+        code, out, _ = run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")
     assert code == 0
     document = json.loads(out)
     assert document["total"]["pending"] == 7
@@ -70,29 +45,29 @@ def test_status_json_shows_owner_and_quarantined(tmp_path: Path, capsys: pytest.
 
 
 def test_export_writes_json_lines_in_spool_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = leave_spool(tmp_path / "spool", 5, dead=1)
-    second = leave_spool(tmp_path / "spool", 3)
+    first = leave_spool(tmp_path / "spool", 5, dead=1).event_ids
+    second = leave_spool(tmp_path / "spool", 3).event_ids
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "export", "--spool-dir", str(tmp_path / "spool"), "--output", str(output))
+    code, _, err = run_cli(capsys, "export", "--spool-dir", str(tmp_path / "spool"), "--output", str(output))
     assert code == 0
     assert "exported 7 events" in err
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["event_id"] for line in lines] == first[1:] + second
-    run(capsys, "export", "--spool-dir", str(tmp_path / "spool"), "--output", str(output), "--include-dead-letters")
+    run_cli(capsys, "export", "--spool-dir", str(tmp_path / "spool"), "--output", str(output), "--include-dead-letters")
     assert [json.loads(line)["event_id"] for line in output.read_text().splitlines()] == first + second
 
 
 def test_dlq_list_requeue_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ids = leave_spool(tmp_path, 6, dead=3)
-    code, out, _ = run(capsys, "dlq", "list", "--spool-dir", str(tmp_path))
+    ids = leave_spool(tmp_path, 6, dead=3).event_ids
+    code, out, _ = run_cli(capsys, "dlq", "list", "--spool-dir", str(tmp_path))
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()] == ids[:3]
     assert "MessageSizeTooLargeError" in out
-    assert run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))[1].endswith("\nrequeued 3 dead letters\n")
-    assert json.loads(run(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])["total"]["pending"] == 6
+    assert run_cli(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))[1].endswith("\nrequeued 3 dead letters\n")
+    assert json.loads(run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])["total"]["pending"] == 6
     leave_spool(tmp_path, 2, dead=2)
-    assert run(capsys, "dlq", "purge", "--spool-dir", str(tmp_path))[1] == "purged 2 dead letters\n"
-    assert run(capsys, "dlq", "list", "--spool-dir", str(tmp_path))[1] == ""
+    assert run_cli(capsys, "dlq", "purge", "--spool-dir", str(tmp_path))[1] == "purged 2 dead letters\n"
+    assert run_cli(capsys, "dlq", "list", "--spool-dir", str(tmp_path))[1] == ""
 
 
 def test_dlq_refuses_to_change_a_file_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,14 +76,14 @@ def test_dlq_refuses_to_change_a_file_in_use(tmp_path: Path, capsys: pytest.Capt
         claim = live.claim(1)
         assert claim is not None
         live.dead_letter(claim, claim.records, "bad")
-        code, _, err = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))
+        code, _, err = run_cli(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))
     assert code == 1
     assert err.count("\n") == 1
     assert f"in use by process {os.getpid()}" in err
 
 
 def test_missing_spool_dir_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "status", "--spool-dir", str(tmp_path / "nope"))
+    code, _, err = run_cli(capsys, "status", "--spool-dir", str(tmp_path / "nope"))
     assert (code, err) == (1, f"sentinel-durable: no spool directory at {tmp_path / 'nope'}\n")
 
 
@@ -116,7 +91,7 @@ def test_bad_environment_value_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SENTINEL_RETRY_BACKOFF", "soon")
-    code, _, err = run(capsys, "status", "--spool-dir", str(tmp_path))
+    code, _, err = run_cli(capsys, "status", "--spool-dir", str(tmp_path))
     assert code == 2
     assert err.startswith("sentinel-durable: SENTINEL_RETRY_BACKOFF='soon'")
 
@@ -124,8 +99,8 @@ def test_bad_environment_value_is_one_line_and_exit_2(
 def test_drain_delivers_everything_and_exits_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], broker: BrokerUnderTest, topic: str
 ) -> None:
-    ids = leave_spool(tmp_path, 300) + leave_spool(tmp_path, 200)
-    code, out, err = run(
+    ids = leave_spool(tmp_path, 300).event_ids + leave_spool(tmp_path, 200).event_ids
+    code, out, err = run_cli(
         capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers, "--topic", topic
     )
     assert code == 0, err
@@ -139,12 +114,12 @@ def test_drain_delivers_everything_and_exits_0(
 def test_drain_with_no_broker_fails_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     leave_spool(tmp_path, 20)
     broker = f"127.0.0.1:{free_port()}"
-    code, _, err = run(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker, "--timeout", "1")
+    code, _, err = run_cli(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker, "--timeout", "1")
     assert code == 1
     (line,) = [line for line in err.splitlines() if line.startswith("sentinel-durable:")]
     assert "20 events still spooled" in line
     assert "Traceback" not in err
-    total = json.loads(run(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])["total"]
+    total = json.loads(run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])["total"]
     assert total["pending"] == 20  # all still on disk
 
 

@@ -8,9 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BrokerUnderTest
-from spool_helpers import records
-from test_cli import CLI, leave_spool, run
+from conftest import CLI, BrokerUnderTest, run_cli
+from spool_helpers import leave_spool, records
 
 from sentinel_durable.spool import Spool, lock_path_for, spool_files
 
@@ -21,7 +20,7 @@ def test_drain_of_a_file_owned_by_a_live_process_names_it_and_exits_1(
     leave_spool(tmp_path, 3)  # an orphan: drain delivers it
     with Spool(tmp_path) as live:
         live.put_many(records(4))
-        code, out, err = run(
+        code, out, err = run_cli(
             capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers, "--topic", topic
         )
         owned = live.active_path.name
@@ -71,7 +70,7 @@ def test_export_into_a_pipe_closed_early_exits_0_quietly(tmp_path: Path) -> None
 
 def test_dlq_list_without_dead_letters_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     leave_spool(tmp_path, 3)
-    code, out, err = run(capsys, "dlq", "list", "--spool-dir", str(tmp_path))
+    code, out, err = run_cli(capsys, "dlq", "list", "--spool-dir", str(tmp_path))
     assert (code, out, err) == (0, "", f"no dead letters in {tmp_path}\n")
 
 
@@ -81,5 +80,5 @@ def test_spool_dir_that_is_a_file_is_named_in_one_line(
 ) -> None:
     not_a_directory = tmp_path / "spool.txt"
     not_a_directory.write_text("")
-    code, out, err = run(capsys, *command.split(), "--spool-dir", str(not_a_directory))
+    code, out, err = run_cli(capsys, *command.split(), "--spool-dir", str(not_a_directory))
     assert (code, out, err) == (2, "", f"sentinel-durable: --spool-dir {not_a_directory}: not a directory\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import event_of_record_size, offline_client
 
 import sentinel_durable as sentinel
 from sentinel_durable.config import parse_duration
@@ -80,37 +80,21 @@ def test_the_smallest_spool_allowed_takes_a_record_of_max_message_bytes(tmp_path
     durability mode and with encryption (the overflow policy 'error' would say so at once if not)."""
     for durability, key in (("process", None), ("power", None), ("async", None), ("process", "00" * 32)):
         limit = 100_000
-        client = sentinel.Client(
-            brokers=[f"127.0.0.1:{free_port()}"], topic="floor", spool_dir=tmp_path / f"{durability}-{key is None}",
-            max_message_bytes=limit, max_spool_bytes=limit + SPOOL_HEADROOM, overflow="error",
-            durability=durability, encryption_key=key,
+        client = offline_client(
+            tmp_path / f"{durability}-{key is None}", max_message_bytes=limit, max_spool_bytes=limit + SPOOL_HEADROOM,
+            overflow="error", durability=durability, encryption_key=key,
         )  # fmt: skip
         try:
-            grown = _event_of_record_size(client.config, limit)
+            grown = event_of_record_size(limit)
             client.send(grown)
             with pytest.raises(sentinel.ValidationError):
-                client.send(_event_of_record_size(client.config, limit + 1))
+                client.send(event_of_record_size(limit + 1))
             client.flush(timeout=0)
             stats = client.stats()
             assert stats.spooled + stats.in_flight == 1
             assert stats.dropped == {}
         finally:
             client.close(timeout=0)
-
-
-def _event_of_record_size(config: sentinel.Config, target: int) -> sentinel.TelemetryEvent:
-    from sentinel_durable.records import record_size
-
-    def build(metadata_bytes: int) -> sentinel.TelemetryEvent:
-        return (
-            sentinel.EventBuilder(sentinel.Config(max_message_bytes=8 << 20)).service("svc").model("m")
-            .prompt("p", 1).response("r", 1, "stop").latency(1).metadata({"blob": "x" * metadata_bytes}).build()
-        )  # fmt: skip
-
-    base = build(0)
-    event = build(target - record_size(len(base.to_json()), base.service_name, base.model))
-    assert record_size(len(event.to_json()), event.service_name, event.model) == target
-    return event
 
 
 # --- brokers need a port --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_client import free_port
+from conftest import offline_client
 
 import sentinel_durable as sentinel
 from sentinel_durable.cli import main
@@ -24,12 +24,8 @@ def spool_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in directory.iterdir() if p.is_file())
 
 
-def offline_client(spool_dir: Path, key: str | None) -> sentinel.Client:
-    return sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic="enc", spool_dir=spool_dir, encryption_key=key)
-
-
 def test_prompts_are_unreadable_on_disk_and_delivered_intact(tmp_path: Path) -> None:
-    client = offline_client(tmp_path, KEY)
+    client = offline_client(tmp_path, "enc", encryption_key=KEY)
     event_id = client.track(service="svc", model="m", prompt=SECRET_PROMPT, response="ok", latency_ms=1)
     client.close(timeout=0)
     on_disk = spool_bytes(tmp_path)
@@ -46,7 +42,7 @@ def test_prompts_are_unreadable_on_disk_and_delivered_intact(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("key", [OTHER_KEY, None])
 def test_a_wrong_or_missing_key_dead_letters_instead_of_sending_ciphertext(tmp_path: Path, key: str | None) -> None:
-    client = offline_client(tmp_path, KEY)
+    client = offline_client(tmp_path, "enc", encryption_key=KEY)
     client.track(service="svc", model="m", prompt=SECRET_PROMPT, response="ok", latency_ms=1)
     client.close(timeout=0)
     with EmbeddedBroker() as broker:
@@ -63,7 +59,7 @@ def test_a_wrong_or_missing_key_dead_letters_instead_of_sending_ciphertext(tmp_p
 def test_export_decrypts_with_the_key_and_explains_without_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = offline_client(tmp_path, KEY)
+    client = offline_client(tmp_path, "enc", encryption_key=KEY)
     client.track(service="svc", model="m", prompt=SECRET_PROMPT, response="ok", latency_ms=1)
     client.close(timeout=0)
     output = tmp_path.parent / "out.jsonl"

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +58,6 @@ def redeliver(spool_dir: Path, broker: EmbeddedBroker, topic: str) -> bool:
     """Open ``spool_dir`` with a new client and flush it: what the next start of an app does."""
     with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=spool_dir) as client:
         return client.flush(timeout=15)
-
-
-@pytest.fixture
-def client(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> Iterator[sentinel.Client]:
-    with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=tmp_path / "spool") as made:
-        yield made
 
 
 def api_client(*path: str, reply: Any) -> Any:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from spool_helpers import drain_all, records
-from test_client import free_port
+from conftest import offline_client
+from spool_helpers import drain_all, leave_spool, records
 
 import sentinel_durable as sentinel
 from sentinel_durable.spool import Spool
@@ -33,7 +33,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_full_disk_refuses_sends_cleanly_and_recovers_when_space_frees(small_disk: Path) -> None:
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (1536 * 1024))  # leave about half a megabyte
-    client = sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic="full", spool_dir=small_disk / "spool")
+    client = offline_client(small_disk / "spool", "full")
     accepted: list[str] = []
 
     def fill() -> None:
@@ -52,18 +52,8 @@ def test_full_disk_refuses_sends_cleanly_and_recovers_when_space_frees(small_dis
     assert {event["event_id"] for event in drain_all(small_disk / "spool")} == set(accepted)
 
 
-def _orphan_with(spool_dir: Path, count: int) -> Path:
-    spool = Spool(spool_dir)
-    spool.put_many(records(count, size=300))
-    path = spool.active_path
-    spool._owned.active.shrink()  # checkpoint: the events are in the database file itself
-    spool._owned.active.close()  # released as a dead owner would leave it
-    spool._closed = True
-    return path
-
-
 def test_truncated_file_is_quarantined_and_sends_keep_working(tmp_path: Path) -> None:
-    path = _orphan_with(tmp_path, 2000)
+    path = leave_spool(tmp_path, 2000, size=300).path
     with open(path, "r+b") as handle:
         handle.truncate(path.stat().st_size // 3)
     with Spool(tmp_path) as spool:
@@ -75,14 +65,14 @@ def test_truncated_file_is_quarantined_and_sends_keep_working(tmp_path: Path) ->
 
 
 def test_missing_wal_keeps_every_checkpointed_event(tmp_path: Path) -> None:
-    path = _orphan_with(tmp_path, 500)
+    path = leave_spool(tmp_path, 500, size=300).path
     for suffix in ("-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     assert len(drain_all(tmp_path)) == 500
 
 
 def test_missing_wal_of_a_killed_writer_loses_only_what_was_never_checkpointed(tmp_path: Path) -> None:
-    path = _orphan_with(tmp_path, 300)
+    path = leave_spool(tmp_path, 300, size=300).path
     spool = Spool(tmp_path)  # a second writer adds events that only live in its WAL...
     spool.put_many(records(50))
     second = spool.active_path

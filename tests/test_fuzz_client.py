@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import build, offline_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_client import free_port
 from wire_schema import parse_wire
 
 import sentinel_durable as sentinel
@@ -50,11 +50,10 @@ TRACK_ARGS = st.fixed_dictionaries(
 
 
 @pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sentinel.Client, Path]]:
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sentinel.Client, Path]]:
+    """One fuzzed client for every example (a client per example would be slow), and its spool directory."""
     spool_dir = tmp_path_factory.mktemp("fuzz")
-    client = sentinel.Client(
-        brokers=[f"127.0.0.1:{free_port()}"], topic="fuzz", spool_dir=spool_dir, max_text_length=2000
-    )
+    client = offline_client(spool_dir, "fuzz", max_text_length=2000)
     yield client, spool_dir
     client.close(timeout=0)
 
@@ -66,9 +65,9 @@ def spooled(spool_dir: Path) -> list[bytes]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(TRACK_ARGS)
 def test_track_spools_what_it_validated_or_names_the_field(
-    offline: tuple[sentinel.Client, Path], arguments: dict[str, Any]
+    fuzzed: tuple[sentinel.Client, Path], arguments: dict[str, Any]
 ) -> None:
-    client, spool_dir = offline
+    client, spool_dir = fuzzed
     before = spooled(spool_dir)
     try:
         event_id = client.track(**arguments)
@@ -87,15 +86,12 @@ def test_track_spools_what_it_validated_or_names_the_field(
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.booleans(), st.sampled_from(["latency_ms", "prompt.tokens", "model"]), JUNK), max_size=8))
 def test_send_batch_is_all_or_nothing(
-    offline: tuple[sentinel.Client, Path], changes: list[tuple[bool, str, Any]]
+    fuzzed: tuple[sentinel.Client, Path], changes: list[tuple[bool, str, Any]]
 ) -> None:
-    client, spool_dir = offline
+    client, spool_dir = fuzzed
     events = []
     for n, (change, field, value) in enumerate(changes):
-        event = (
-            sentinel.EventBuilder().service("svc").model("m").prompt(f"p{n}", 1).response("r", 1, "stop")
-            .latency(1).cost(0).build()
-        )  # fmt: skip
+        event = build(n)
         if change:  # changed after build(): send_batch checks again
             if field == "prompt.tokens":
                 event.prompt.tokens = value

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_python, track
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,28 +18,6 @@ from sentinel_durable.testing import EmbeddedBroker, wait_until
 pytestmark = pytest.mark.broker
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Any]:
-    clients: list[sentinel.Client] = []
-
-    def make(brokers: str, topic: str, **options: Any) -> sentinel.Client:
-        options.setdefault("spool_dir", tmp_path / f"spool-{len(clients)}")
-        options.setdefault("retry_backoff", 0.05)
-        options.setdefault("max_retry_backoff", 0.5)
-        client = sentinel.Client(brokers=[brokers], topic=topic, **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close(timeout=0.5)  # some never reach a broker
-
-
-def track(client: sentinel.Client, count: int) -> None:
-    for n in range(count):
-        client.track(service="svc", model="gpt-4", prompt=f"prompt {n}", response="Paris.", latency_ms=150.5)
 
 
 def scrape(registry: CollectorRegistry) -> Samples:
@@ -242,10 +216,6 @@ def test_otel_refuses_a_second_client_with_the_same_attributes(
 
 
 # --- optional dependencies ------------------------------------------------------------------------
-
-
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 def test_importing_the_metrics_module_needs_neither_prometheus_nor_opentelemetry() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,12 +22,6 @@ from sentinel_durable.observe import (
     usage_from_openai,
 )
 from sentinel_durable.testing import EmbeddedBroker
-
-
-@pytest.fixture
-def client(broker: EmbeddedBroker, topic: str, tmp_path: Path) -> Iterator[sentinel.Client]:
-    with sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=tmp_path / "spool") as client:
-        yield client
 
 
 @pytest_asyncio.fixture

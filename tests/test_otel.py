@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
-from typing import Any
 
 import pytest
+from conftest import complete_builder, run_python, track
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -33,10 +30,6 @@ def tracer() -> trace.Tracer:
 def ids_of(span: trace.Span) -> tuple[str, str]:
     context = span.get_span_context()
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
-
-
-def track_one(client: sentinel.Client, **fields: Any) -> str:
-    return client.track(service="svc", model="gpt-4", prompt="p", response="r", latency_ms=1.0, **fields)
 
 
 def test_current_span_ids_are_the_current_spans_as_w3c_hex(tracer: trace.Tracer) -> None:
@@ -74,10 +67,6 @@ def test_resolve_span_ids_keeps_what_the_caller_set(tracer: trace.Tracer) -> Non
 
 
 # --- no cost without OpenTelemetry ----------------------------------------------------------------
-
-
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
 
 
 def test_importing_and_tracking_does_not_import_opentelemetry() -> None:
@@ -122,8 +111,8 @@ def test_a_spans_ids_appear_on_the_record(
     tracer: trace.Tracer, sentinel_client: sentinel.Client, sentinel_events: ReadEvents
 ) -> None:
     with tracer.start_as_current_span("llm call") as span:
-        track_one(sentinel_client)
-    track_one(sentinel_client)  # outside any span
+        track(sentinel_client)
+    track(sentinel_client)  # outside any span
     inside, outside = sentinel_events(expected=2)
     assert (inside.trace_id, inside.span_id) == ids_of(span)
     assert (outside.trace_id, outside.span_id) == (None, None)
@@ -135,7 +124,7 @@ def test_ids_set_by_the_caller_win_over_the_span(
     tracer: trace.Tracer, sentinel_client: sentinel.Client, sentinel_events: ReadEvents
 ) -> None:
     with tracer.start_as_current_span("llm call"):
-        track_one(sentinel_client, trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7")
+        track(sentinel_client, trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7")
     (event,) = sentinel_events(expected=1)
     assert (event.trace_id, event.span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
 
@@ -147,16 +136,14 @@ def test_otel_trace_ids_false_leaves_the_ids_unset(
     tracer: trace.Tracer, sentinel_client: sentinel.Client, sentinel_events: ReadEvents
 ) -> None:
     with tracer.start_as_current_span("llm call"):
-        track_one(sentinel_client)
+        track(sentinel_client)
     (event,) = sentinel_events(expected=1)
     assert (event.trace_id, event.span_id) == (None, None)
 
 
 @needs_wiring
 def test_the_builder_fills_the_ids_of_the_current_span(tracer: trace.Tracer) -> None:
-    builder = (
-        sentinel.EventBuilder().service("svc").model("gpt-4").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
-    )
+    builder = complete_builder()
     with tracer.start_as_current_span("llm call") as span:
         event = builder.build()
     assert (event.trace_id, event.span_id) == ids_of(span)

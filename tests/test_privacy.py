@@ -10,15 +10,13 @@ that the source lines a traceback quotes never hold it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, valid_fields
+from conftest import capture_everything, everything_logged, free_port, shown, valid_fields
 
 import sentinel_durable as sentinel
 from sentinel_durable.event import EventRules, validate_event
@@ -53,15 +51,6 @@ def private_track(**overrides: Any) -> dict[str, Any]:
     }  # fmt: skip
     arguments.update(overrides)
     return arguments
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[sentinel.Client]:
-    client = sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic="privacy", spool_dir=tmp_path / "spool")
-    try:
-        yield client
-    finally:
-        client.close(timeout=0)
 
 
 def _builder_cases() -> dict[str, Callable[[sentinel.Client], object]]:
@@ -172,40 +161,21 @@ def _config_cases() -> dict[str, Callable[[sentinel.Client], object]]:
 CASES = {**_builder_cases(), **_client_cases(), **_constructor_cases(), **_config_cases()}
 
 
-def shown(error: BaseException) -> str:
-    """Everything a user sees of an exception: str and repr of it and of each exception chained to it,
-    and the formatted traceback."""
-    parts = ["".join(traceback.format_exception(error))]
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        parts += [str(current), repr(current)]
-        for note in getattr(current, "__notes__", []):
-            parts.append(str(note))
-        current = current.__cause__ or current.__context__
-    return "\n".join(parts)
-
-
-def logged(caplog: pytest.LogCaptureFixture) -> str:
-    return caplog.text + "\n".join(record.getMessage() for record in caplog.records)
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_never_shows_user_text(case: str, client: sentinel.Client, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_bad_input_never_shows_user_text(case: str, offline: sentinel.Client, caplog: pytest.LogCaptureFixture) -> None:
+    capture_everything(caplog)
     # ValidationError, ConfigError, or pydantic's own (a model constructed directly): all ValueErrors.
     with pytest.raises(ValueError) as caught:  # noqa: PT011
-        CASES[case](client)
+        CASES[case](offline)
     text = shown(caught.value)
     assert MARKER not in text, f"{case}: {text}"
-    assert MARKER not in logged(caplog), case
+    assert MARKER not in everything_logged(caplog), case
 
 
-def test_every_case_fails_with_a_clear_error_naming_the_field(client: sentinel.Client) -> None:
+def test_every_case_fails_with_a_clear_error_naming_the_field(offline: sentinel.Client) -> None:
     for case in sorted(_builder_cases()) + sorted(_client_cases()):
         with pytest.raises(sentinel.ValidationError) as caught:
-            CASES[case](client)
+            CASES[case](offline)
         assert caught.value.field, case
         assert str(caught.value).startswith(caught.value.field), case
 
@@ -276,7 +246,7 @@ def test_builder_repr_shows_no_text() -> None:
 
 
 def test_async_client_errors_show_no_user_text(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    capture_everything(caplog)
 
     async def scenario() -> list[BaseException]:
         errors: list[BaseException] = []
@@ -297,17 +267,17 @@ def test_async_client_errors_show_no_user_text(tmp_path: Path, caplog: pytest.Lo
     assert len(errors) == 3
     for error in errors:
         assert MARKER not in shown(error)
-    assert MARKER not in logged(caplog)
+    assert MARKER not in everything_logged(caplog)
 
 
 def test_an_observation_that_cannot_be_tracked_logs_no_user_text(
-    client: sentinel.Client, caplog: pytest.LogCaptureFixture
+    offline: sentinel.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    capture_everything(caplog)
     with (
         pytest.raises(RuntimeError),
-        client.observe(service="svc", model="m", prompt=f"{MARKER} is my SSN", metadata={"k": [MARKER]}),
+        offline.observe(service="svc", model="m", prompt=f"{MARKER} is my SSN", metadata={"k": [MARKER]}),
     ):
         raise RuntimeError("the model call failed")
     assert "could not track" in caplog.text  # the failure is logged, with its traceback...
-    assert MARKER not in logged(caplog)  # ...and without the prompt or the metadata
+    assert MARKER not in everything_logged(caplog)  # ...and without the prompt or the metadata

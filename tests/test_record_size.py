@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest, free_port
+from conftest import BrokerUnderTest, event_of_record_size, free_port
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 import sentinel_durable as sentinel
@@ -44,15 +43,6 @@ def assert_refused_for_size(error: sentinel.ValidationError, limit: int, field: 
     return int(match[1])
 
 
-@pytest.fixture
-def offline_client(tmp_path: Path) -> Iterator[sentinel.Client]:
-    client = sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic="sizes", spool_dir=tmp_path / "spool")
-    try:
-        yield client
-    finally:
-        client.close(timeout=0)
-
-
 def test_default_limit_is_kafkas_default_max_message_bytes() -> None:
     assert sentinel.Config().max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES == KAFKA_DEFAULT
     assert sentinel.Config.from_env({"SENTINEL_MAX_MESSAGE_BYTES": "2MiB"}).max_message_bytes == 2 << 20
@@ -65,22 +55,22 @@ def test_build_refuses_an_event_with_1_mib_of_metadata() -> None:
     assert size > (1 << 20)
 
 
-def test_track_send_and_send_batch_refuse_it_and_spool_nothing(offline_client: sentinel.Client) -> None:
+def test_track_send_and_send_batch_refuse_it_and_spool_nothing(offline: sentinel.Client) -> None:
     with pytest.raises(sentinel.ValidationError) as caught:
-        offline_client.track(service="svc", model="m", prompt="p", response="r", latency_ms=1,
+        offline.track(service="svc", model="m", prompt="p", response="r", latency_ms=1,
                              metadata={"blob": MARKER + "x" * (1 << 20)})  # fmt: skip
     assert_refused_for_size(caught.value, KAFKA_DEFAULT)
     big = builder(sentinel.Config(max_message_bytes=4 << 20), metadata_bytes=1 << 20).build()  # built elsewhere
     with pytest.raises(sentinel.ValidationError) as caught:
-        offline_client.send(big)
+        offline.send(big)
     assert_refused_for_size(caught.value, KAFKA_DEFAULT)
     with pytest.raises(sentinel.ValidationError) as caught:
-        offline_client.send(big.model_dump(), wait=True, timeout=1)  # type: ignore[arg-type]  # a dict
+        offline.send(big.model_dump(), wait=True, timeout=1)  # type: ignore[arg-type]  # a dict
     assert_refused_for_size(caught.value, KAFKA_DEFAULT)
     with pytest.raises(sentinel.ValidationError) as caught:
-        offline_client.send_batch([builder().build(), big])
+        offline.send_batch([builder().build(), big])
     assert_refused_for_size(caught.value, KAFKA_DEFAULT, field="events[1].event")
-    stats = offline_client.stats()
+    stats = offline.stats()
     assert stats.spooled + stats.in_flight == 0  # nothing unsendable (and nothing of the refused batch) on disk
 
 
@@ -105,21 +95,17 @@ def test_the_limit_is_max_message_bytes() -> None:
     assert_refused_for_size(caught.value, 10_000)
 
 
-def event_of_record_size(target: int) -> sentinel.TelemetryEvent:
-    """An event whose record (value, key, headers and framing, as estimated) is exactly ``target`` bytes."""
+def marked_event_of_record_size(target: int) -> sentinel.TelemetryEvent:
+    """``builder``'s event whose record (value, key, headers and framing, as estimated) is exactly ``target`` bytes."""
     rules = sentinel.Config(max_message_bytes=8 << 20)
-    base = builder(rules).build()
-    grow = target - record_size(len(base.to_json()), base.service_name, base.model)
-    event = builder(rules, metadata_bytes=grow).build()
-    assert record_size(len(event.to_json()), event.service_name, event.model) == target
-    return event
+    return event_of_record_size(target, lambda metadata_bytes: builder(rules, metadata_bytes))
 
 
-def test_an_event_exactly_at_the_limit_is_accepted_and_one_byte_more_is_not(offline_client: sentinel.Client) -> None:
-    offline_client.send(event_of_record_size(KAFKA_DEFAULT))
+def test_an_event_exactly_at_the_limit_is_accepted_and_one_byte_more_is_not(offline: sentinel.Client) -> None:
+    offline.send(marked_event_of_record_size(KAFKA_DEFAULT))
     with pytest.raises(sentinel.ValidationError):
-        offline_client.send(event_of_record_size(KAFKA_DEFAULT + 1))
-    stats = offline_client.stats()
+        offline.send(marked_event_of_record_size(KAFKA_DEFAULT + 1))
+    stats = offline.stats()
     assert stats.spooled + stats.in_flight == 1
 
 
@@ -169,19 +155,17 @@ def assert_delivered(
     assert json.loads(record.value)["event_id"] == event.event_id
 
 
-@pytest.mark.parametrize("transport", ["kafka-python", "confluent"])
 def test_a_record_at_the_default_limit_is_delivered(
     broker: BrokerUnderTest, topic: str, tmp_path: Path, transport: str
 ) -> None:
     """What the send-time check lets through, the producer sends (librdkafka's own default, 1,000,000 bytes,
     used to refuse it; kafka-python's 1 MiB request limit is below Kafka's 1,048,588)."""
-    event = event_of_record_size(KAFKA_DEFAULT)
+    event = marked_event_of_record_size(KAFKA_DEFAULT)
     client = sentinel.Client(brokers=[broker.bootstrap_servers], topic=topic, spool_dir=tmp_path / "spool",
                              transport=transport, max_retries=1)  # fmt: skip
     assert_delivered(client, event, broker, topic)
 
 
-@pytest.mark.parametrize("transport", ["kafka-python", "confluent"])
 def test_a_larger_max_message_bytes_lets_the_producer_send_larger_records(
     broker: BrokerUnderTest, topic: str, tmp_path: Path, transport: str
 ) -> None:

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest
-from spool_helpers import records
-from test_client import free_port
+from conftest import BrokerUnderTest, offline_client, run_cli, track
+from spool_helpers import leave_spool, records
 
 import sentinel_durable as sentinel
 from sentinel_durable import cli
-from sentinel_durable.cli import main
 from sentinel_durable.spool import Spool, spool_files
 from sentinel_durable.testing import wait_until
+
+pytestmark = pytest.mark.usefixtures("no_topic_from_the_environment")
 
 
 def recorded_topic(path: Path) -> str | None:
@@ -36,13 +36,9 @@ def recorded_topic(path: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
-def track(client: sentinel.Client, count: int, service: str) -> list[str]:
-    return [client.track(service=service, model="m", prompt=f"p{n}", response="r", latency_ms=1) for n in range(count)]
-
-
 def leave_offline(directory: Path, topic: str, count: int, service: str) -> list[str]:
     """A client of ``topic`` that never reaches a broker tracks ``count`` events and exits."""
-    client = sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic=topic, spool_dir=directory)
+    client = offline_client(directory, topic)
     try:
         return track(client, count, service)
     finally:
@@ -51,17 +47,6 @@ def leave_offline(directory: Path, topic: str, count: int, service: str) -> list
 
 def services(broker: BrokerUnderTest, topic: str, expected: int) -> Counter[str]:
     return Counter(json.loads(r.value)["service_name"] for r in broker.read_topic(topic, expected=expected))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(autouse=True)
-def _no_topic_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SENTINEL_TOPIC", raising=False)
 
 
 # --- 1. spool files record their destination ---------------------------------------------------
@@ -90,7 +75,7 @@ def test_drain_delivers_each_file_to_the_topic_it_records(
     topic_a, topic_b = f"{topic}-A", f"{topic}-B"
     sent_a = leave_offline(tmp_path, topic_a, 50, "app-A")
     sent_b = leave_offline(tmp_path, topic_b, 7, "app-B")
-    code, out, err = run(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers)
+    code, out, err = run_cli(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers)
     assert code == 0, err
     assert out.count(f"delivering to topic {topic_a} (recorded in file)") == 1
     assert out.count(f"delivering to topic {topic_b} (recorded in file)") == 1
@@ -107,7 +92,7 @@ def test_drain_with_topic_overrides_the_recorded_one_and_says_so(
 ) -> None:
     topic_a, elsewhere = f"{topic}-A", f"{topic}-X"
     sent = leave_offline(tmp_path, topic_a, 50, "app-A")
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers, "--topic", elsewhere
     )
     assert code == 0, err
@@ -119,10 +104,10 @@ def test_drain_with_topic_overrides_the_recorded_one_and_says_so(
 
 def test_status_shows_each_files_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     leave_offline(tmp_path, "orders", 2, "svc")
-    code, out, _ = run(capsys, "status", "--spool-dir", str(tmp_path), "--json")
+    code, out, _ = run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")
     assert code == 0
     assert [f["topic"] for f in json.loads(out)["files"]] == ["orders"]
-    code, out, _ = run(capsys, "status", "--spool-dir", str(tmp_path))
+    code, out, _ = run_cli(capsys, "status", "--spool-dir", str(tmp_path))
     assert code == 0
     assert out.splitlines()[1].split()[-1] == "topic"
     assert out.splitlines()[2].split()[-1] == "orders"
@@ -171,7 +156,7 @@ def test_drain_sends_a_file_without_a_recorded_topic_to_the_configured_one(
     (legacy,) = [path for path in spool_files(tmp_path) if recorded_topic(path) == "whatever"]
     make_old_format(legacy)  # now (a client would adopt it, whatever its topic)
     monkeypatch.setenv("SENTINEL_TOPIC", configured)  # names the topic of files that record none
-    code, out, err = run(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers)
+    code, out, err = run_cli(capsys, "drain", "--spool-dir", str(tmp_path), "--brokers", broker.bootstrap_servers)
     assert code == 0, err
     assert f"delivering to topic {configured} (the configured topic; the file records no topic)" in out
     assert f"delivering to topic {recorded} (recorded in file)" in out
@@ -190,10 +175,10 @@ def test_dlq_requeue_with_topic_moves_the_dead_letters_to_that_topic(
     spool.dead_letter(claim, claim.records, "MessageSizeTooLargeError: too big")
     spool._owned.active.close()  # left by a process that is gone
     spool._closed = True
-    code, out, err = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path), "--topic", "orders-retry")
+    code, out, err = run_cli(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path), "--topic", "orders-retry")
     assert code == 0, err
     assert "requeued 2 dead letters for topic orders-retry (overridden by --topic; file recorded orders)" in out
-    document = json.loads(run(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])
+    document = json.loads(run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])
     by_topic = {f["topic"]: (f["pending"], f["dead_letters"]) for f in document["files"]}
     assert by_topic == {"orders": (3, 0), "orders-retry": (2, 0)}
     with Spool(tmp_path, topic="orders-retry") as retry:
@@ -234,7 +219,7 @@ def test_dlq_requeue_with_topic_fsyncs_the_moved_events_before_deleting_them(
     spool._closed = True
     statements = trace_moves(monkeypatch)
     synced = record_directory_fsyncs(monkeypatch)
-    code, _, err = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path), "--topic", "orders-retry")
+    code, _, err = run_cli(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path), "--topic", "orders-retry")
     assert code == 0, err
     target = [sql for role, sql in statements if role == "target"]
     deleted_at = next(i for i, (role, sql) in enumerate(statements) if role == "source" and sql.startswith("DELETE"))
@@ -259,10 +244,10 @@ def test_dlq_requeue_without_topic_keeps_the_recorded_one(tmp_path: Path, capsys
     spool.dead_letter(claim, claim.records, "bad")
     spool._owned.active.close()
     spool._closed = True
-    code, out, _ = run(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))
+    code, out, _ = run_cli(capsys, "dlq", "requeue", "--spool-dir", str(tmp_path))
     assert code == 0
     assert "requeued 1 dead letters for topic orders (recorded in file)" in out
-    assert [f["pending"] for f in json.loads(run(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])
+    assert [f["pending"] for f in json.loads(run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")[1])
             ["files"]] == [3]  # fmt: skip
 
 
@@ -282,34 +267,25 @@ def header_only_file(directory: Path) -> Path:
     return path
 
 
-def leave_spool(directory: Path, count: int) -> list[str]:
-    spool = Spool(directory)
-    batch = records(count)
-    spool.put_many(batch)
-    spool._owned.active.close()
-    spool._closed = True
-    return [r.event_id for r in batch]
-
-
 def test_export_reads_every_good_file_beside_one_without_a_schema(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = leave_spool(tmp_path, 30)
+    first = leave_spool(tmp_path, 30).event_ids
     header_only_file(tmp_path)
-    second = leave_spool(tmp_path, 20)
+    second = leave_spool(tmp_path, 20).event_ids
     output = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "export", "--spool-dir", str(tmp_path), "--output", str(output))
+    code, _, err = run_cli(capsys, "export", "--spool-dir", str(tmp_path), "--output", str(output))
     assert code == 0, err
     assert "exported 50 events" in err
     assert [json.loads(line)["event_id"] for line in output.read_text().splitlines()] == first + second
-    code, out, _ = run(capsys, "status", "--spool-dir", str(tmp_path), "--json")
+    code, out, _ = run_cli(capsys, "status", "--spool-dir", str(tmp_path), "--json")
     assert code == 0
     assert json.loads(out)["total"]["pending"] == 50
-    assert run(capsys, "dlq", "list", "--spool-dir", str(tmp_path))[0] == 0
+    assert run_cli(capsys, "dlq", "list", "--spool-dir", str(tmp_path))[0] == 0
 
 
 def test_adoption_treats_a_file_without_a_schema_as_empty(tmp_path: Path) -> None:
-    sent = leave_spool(tmp_path, 10)
+    sent = leave_spool(tmp_path, 10).event_ids
     cut = header_only_file(tmp_path)
     with Spool(tmp_path) as spool:
         assert spool.adopt_orphans() == 1  # the good file; the empty one is removed
@@ -324,7 +300,7 @@ def test_adoption_treats_a_file_without_a_schema_as_empty(tmp_path: Path) -> Non
 def test_a_new_files_schema_and_topic_are_in_the_database_file_before_any_event(tmp_path: Path) -> None:
     # What survives a power cut is what reached the database file itself: a WAL that was never
     # fsynced is lost. Copy only the database file, as such a file system would keep it.
-    with sentinel.Client(brokers=[f"127.0.0.1:{free_port()}"], topic="orders", spool_dir=tmp_path / "spool") as client:
+    with offline_client(tmp_path / "spool", "orders") as client:
         (path,) = spool_files(tmp_path / "spool")
         kept = tmp_path / "kept.db"
         shutil.copyfile(path, kept)

@@ -3,7 +3,8 @@ means one thing (point 11).
 
 Timing targets are checked as deadlines on conditions: a refused connection shows in
 ``stats()`` within 2 s of the first attempt, a broker that says nothing within
-``write_timeout`` + 1 s, the recovery within 1 s of the first ack.
+``write_timeout`` + 1 s; the recovery shows by the time the first ack is reported (the target:
+within 1 s of it).
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BrokerUnderTest
+from conftest import BrokerUnderTest, build, returns_within, track
 from spool_helpers import drain_all
 
 import sentinel_durable as sentinel
@@ -42,47 +42,24 @@ def silent_broker() -> Iterator[str]:
         yield f"127.0.0.1:{hole.getsockname()[1]}"
 
 
-def track(client: sentinel.Client, count: int = 1) -> list[str]:
-    return [client.track(service="svc", model="m", prompt=f"p{n}", response="r", latency_ms=1) for n in range(count)]
-
-
-def build() -> sentinel.TelemetryEvent:
-    return (
-        sentinel.EventBuilder()
-        .service("s")
-        .model("m")
-        .prompt("p", 1)
-        .response("r", 1, "stop")
-        .latency(1)
-        .cost(0)
-        .build()
-    )
-
-
-def seconds_until(condition: Any, limit: float, description: str) -> float:
-    """Wait for ``condition`` at most ``limit`` seconds; the seconds it took."""
-    started = time.monotonic()
-    wait_until(condition, limit, description=description)
-    return time.monotonic() - started
-
-
-class AckTimes:
-    """An ``on_delivery`` hook noting when batches are acked: the recovery target counts from the first ack."""
+class AcksSeen:
+    """An ``on_delivery`` hook noting what ``stats()`` says of the broker as each batch is acked: the
+    recovery counts from the first ack after the outage."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
+        self.client: sentinel.Client | None = None  # set once the client it is the hook of exists
+        self.connected: list[bool | None] = []
 
     def __call__(self, event_ids: list[str]) -> None:
-        self.times.append(time.monotonic())
+        assert self.client is not None
+        self.connected.append(self.client.stats().broker_connected)
 
     def clear(self) -> None:
-        self.times.clear()
+        self.connected.clear()
 
-    def assert_recovery_shown_within_1s_of_the_first_ack(self, client: sentinel.Client) -> None:
-        wait_until(lambda: self.times, 60, description="the first ack after the outage")
-        wait_until(lambda: client.stats().broker_connected is True, 5, description="stats() to show the recovery")
-        late = time.monotonic() - self.times[0]
-        assert late <= 1.0, f"stats() showed the recovery {late:.2f}s after the first ack"  # at the latest
+    def assert_recovery_shown_by_the_first_ack(self) -> None:
+        wait_until(lambda: self.connected, 60, description="the first ack after the outage")
+        assert self.connected[0] is True, "stats() did not show the recovery when the first ack was reported"
 
 
 # --- point 8: the outage shows when it happens --------------------------------------------------------
@@ -92,7 +69,7 @@ def test_refused_connection_shows_in_stats_within_2s(make_client: Any, refused_b
     address = refused_broker
     client = make_client(address, write_timeout=10)
     track(client)  # the first attempt starts now
-    seconds_until(lambda: client.stats().broker_connected is False, 2.0, "stats() to show the refused connection")
+    wait_until(lambda: client.stats().broker_connected is False, 2.0, description="stats() to show the refusal")
     last_error = client.stats().last_error or ""
     assert address in last_error, last_error
     assert "refused" in last_error.lower(), last_error
@@ -101,7 +78,7 @@ def test_refused_connection_shows_in_stats_within_2s(make_client: Any, refused_b
 def test_silent_broker_shows_in_stats_within_write_timeout_plus_1s(make_client: Any, silent_broker: str) -> None:
     client = make_client(silent_broker, write_timeout=3)
     track(client)
-    seconds_until(lambda: client.stats().broker_connected is False, 3 + 1, "stats() to show the silent broker")
+    wait_until(lambda: client.stats().broker_connected is False, 3 + 1, description="stats() to show the silent broker")
     assert silent_broker in (client.stats().last_error or "")
 
 
@@ -110,8 +87,8 @@ def test_cut_shows_at_once_and_the_first_ack_ends_it(
 ) -> None:
     """The edge app's case: connected, then the network is cut while events keep coming."""
     assert broker.proxy is not None
-    acks = AckTimes()
-    client = make_client(broker.bootstrap_servers, write_timeout=10, on_delivery=acks)
+    acks = AcksSeen()
+    client = acks.client = make_client(broker.bootstrap_servers, write_timeout=10, on_delivery=acks)
     track(client)
     assert client.flush(timeout=30)
     assert client.stats().broker_connected is True
@@ -119,12 +96,12 @@ def test_cut_shows_at_once_and_the_first_ack_ends_it(
         acks.clear()
         broker.proxy.cut()
         track(client, 5)
-        seconds_until(lambda: client.stats().broker_connected is False, 2.0, "stats() to show the cut")
+        wait_until(lambda: client.stats().broker_connected is False, 2.0, description="stats() to show the cut")
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
         assert len(warnings) == 1, [r.getMessage() for r in caplog.records]  # logged as the outage starts
         assert broker.bootstrap_servers in warnings[0].getMessage()
         broker.proxy.restore()
-        acks.assert_recovery_shown_within_1s_of_the_first_ack(client)
+        acks.assert_recovery_shown_by_the_first_ack()
         assert client.stats().last_error is None  # cleared once the outage is over
         assert client.flush(timeout=30)
     ours = [r for r in caplog.records if r.name.startswith("sentinel_durable")]
@@ -141,8 +118,8 @@ def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it
     still accepts new ones), and answers again (SIGCONT)."""
     with EmbeddedBroker(with_proxy=True) as broker:
         assert broker.pid is not None
-        acks = AckTimes()
-        client = make_client(broker.bootstrap_servers, write_timeout=3, on_delivery=acks)
+        acks = AcksSeen()
+        client = acks.client = make_client(broker.bootstrap_servers, write_timeout=3, on_delivery=acks)
         track(client)
         assert client.flush(timeout=30)
         with caplog.at_level(logging.INFO, logger="sentinel_durable"):
@@ -150,7 +127,7 @@ def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it
             os.kill(broker.pid, signal.SIGSTOP)
             try:
                 track(client, 5)
-                seconds_until(lambda: client.stats().broker_connected is False, 3 + 1, "stats() to show the cut")
+                wait_until(lambda: client.stats().broker_connected is False, 3 + 1, description="the cut in stats()")
                 warnings = [
                     r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()
                 ]
@@ -158,7 +135,7 @@ def test_silent_cut_shows_within_write_timeout_plus_1s_and_the_first_ack_ends_it
                 assert broker.bootstrap_servers in (client.stats().last_error or "")
             finally:
                 os.kill(broker.pid, signal.SIGCONT)
-            acks.assert_recovery_shown_within_1s_of_the_first_ack(client)
+            acks.assert_recovery_shown_by_the_first_ack()
             broker.read_topic(topic, expected=2, timeout=60)
             assert client.flush(timeout=30)
 
@@ -317,10 +294,8 @@ def test_nan_or_negative_timeouts_are_a_value_error_naming_the_parameter(
         "close": lambda: client.close(timeout=bad),
     }
     for name, call in calls.items():
-        started = time.monotonic()
         with pytest.raises(ValueError, match="timeout") as caught:
-            call()
-        assert time.monotonic() - started < 1.0, name  # refused at once, never a wait
+            returns_within(10, call, f"{name}(timeout={bad}) to be refused")  # at once, never a wait
         assert "NaN" in str(caught.value) or "negative" in str(caught.value), str(caught.value)
     assert not client.closed  # a refused close() closes nothing
     assert client.stats().spooled == 0  # and a refused send() spools nothing
@@ -369,10 +344,8 @@ def test_close_with_the_broker_known_unreachable_returns_at_once_and_keeps_the_e
     sent = track(client, 50)
     wait_until(lambda: client.stats().broker_connected is False, 10, description="the outage")
     with caplog.at_level(logging.INFO, logger="sentinel_durable"):
-        started = time.monotonic()
-        client.close(timeout=10)
-        elapsed = time.monotonic() - started
-    assert elapsed < 2.0, f"close(timeout=10) took {elapsed:.2f}s with the broker known unreachable"
+        # It spends neither its timeout (60 s) nor a delivery attempt's (write_timeout, 10 s).
+        returns_within(5, lambda: client.close(timeout=60), "close(timeout=60) with the broker known unreachable")
     lines = [r.getMessage() for r in caplog.records if "for the next start" in r.getMessage()]
     assert lines == [f"closed with Kafka unreachable ({client.config.brokers[0]}): 50 events stay in the spool"
                      " for the next start"], lines  # fmt: skip
@@ -419,10 +392,12 @@ def test_close_ends_an_async_send_waiting_without_limit(refused_broker: str, spo
                                    retry_backoff=0.05, max_retry_backoff=0.5)  # fmt: skip
         await aio.open()
         sending = asyncio.ensure_future(aio.send(build(), wait=True, timeout=None))
-        deadline = time.monotonic() + 10
-        while (await aio.stats()).broker_connected is not False:
-            assert time.monotonic() < deadline, "the outage did not show"
-            await asyncio.sleep(0.05)
+
+        async def outage_known() -> None:
+            while (await aio.stats()).broker_connected is not False:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(outage_known(), 10)  # the outage shows
         await aio.close(timeout=2)
         try:
             await asyncio.wait_for(sending, 5)
@@ -533,16 +508,14 @@ def test_a_probe_of_many_brokers_that_never_answer_ends_within_one_probe_timeout
     unanswering_brokers: list[str],
 ) -> None:
     """The flusher thread probes while acks are late: four brokers that never answer cost one probe
-    timeout (1 s), not one each."""
-    from sentinel_durable.transports.base import PROBE_TIMEOUT, probe_brokers
+    timeout, not one each (the probes run at once)."""
+    from sentinel_durable.transports.base import probe_brokers
 
     config = sentinel.Config(brokers=unanswering_brokers, topic="t")
-    started = time.monotonic()
-    outage = probe_brokers(config)
-    elapsed = time.monotonic() - started
+    # 2 s a probe: the four together take 2 s, one after another they would take 8 s.
+    outage = returns_within(5, lambda: probe_brokers(config, timeout=2.0), "the probe of four brokers")
     assert outage is not None
     assert all(address in outage for address in unanswering_brokers), outage
-    assert elapsed < PROBE_TIMEOUT + 1.0, f"probing 4 brokers took {elapsed:.2f}s"
 
 
 def test_closing_the_confluent_transport_reports_no_outage_after_the_close(

@@ -2,7 +2,7 @@
 
 A spool file is a SQLite database in persist-queue's ``SQLiteAckQueue`` layout, so that
 ``persistqueue.SQLiteAckQueue(path=directory, db_file_name=name, serializer=persistqueue.serializers.json)``
-reads its pending events (``tests/test_spool_files.py`` checks it). Beside persist-queue's columns
+reads its pending events (``tests/test_spool_queue.py`` checks it). Beside persist-queue's columns
 each row has its attempts, its last error, and the event id, service and model the transport puts
 in the record's headers. ``data`` holds the event's wire JSON, exactly the Kafka record value (or
 its sealed form, see ``crypto.py``); ``timestamp`` is when the event was spooled (epoch seconds).

@@ -52,6 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from conftest import free_port
 from kafka import KafkaAdminClient
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType
 from kafka.consumer.fetcher import ConsumerRecord
@@ -134,12 +135,6 @@ def kafka_classpath() -> str:
 
 
 # --- one node -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

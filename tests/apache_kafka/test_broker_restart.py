@@ -12,7 +12,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from apache_kafka.conftest import MakeClient, event_ids, track
+from conftest import MakeClient, event_ids, track
+
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 

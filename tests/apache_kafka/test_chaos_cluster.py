@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from chaos.test_chaos import assert_outcome, drain_spool, read_back, run_rounds, tally
 
 from apache_kafka.launcher import KafkaCluster
@@ -67,13 +66,6 @@ class KilledBrokers:
         return self.cluster.read_topic(topic, expected, timeout)
 
 
-@pytest.fixture(scope="module")
-def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    with KafkaCluster(3, workdir=tmp_path_factory.mktemp("kafka-chaos")) as cluster:
-        yield cluster
-
-
-@pytest.mark.parametrize("transport", ["kafka-python", "confluent"])
 def test_every_acknowledged_event_survives_sdk_and_broker_sigkills(
     trio: KafkaCluster, transport: str, chaos_rounds: int, chaos_seed: int,
     chaos_report: Callable[[str], None], tmp_path: Path,

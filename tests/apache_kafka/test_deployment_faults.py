@@ -13,9 +13,10 @@ import logging
 import secrets
 
 import pytest
+from conftest import MakeClient, build, complete_builder, event_ids, pending, track
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import ALICE, MakeClient, event_ids, pending, sasl_options, track
+from apache_kafka.conftest import ALICE, sasl_options
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 
@@ -60,8 +61,7 @@ def test_send_and_wait_names_the_denied_topic(secured: KafkaCluster, make_client
     client = make_client(secured.brokers("SASL"), topic, **sasl_options())
     track(client, 1)
     wait_until(lambda: client.stats().retries > 0, 30, description="a refused attempt")
-    builder = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop")
-    event = builder.latency(1).cost(0).build()
+    event = build()
     with pytest.raises(sentinel.DeliveryTimeoutError, match="refuses User:alice writes to topic"):
         client.send(event, wait=True, timeout=3)
     assert pending(client) == 2
@@ -131,11 +131,8 @@ def test_an_event_dated_beyond_the_brokers_future_window_is_dead_lettered_with_k
     client = make_client(single.brokers(), topic, max_retries=1)
     future = datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC)
     past = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
-    events = [
-        sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
-        .timestamp(stamp).build()
-        for stamp in (future, past, datetime.datetime.now(datetime.UTC))
-    ]  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC)
+    events = [complete_builder().timestamp(stamp).build() for stamp in (future, past, now)]
     client.send_batch(events)
     assert not client.flush(timeout=60)
     stats = client.stats()
@@ -154,7 +151,7 @@ def test_events_older_than_the_topics_past_window_are_dead_lettered(
     single.create_topic(topic, config={"message.timestamp.before.max.ms": str(24 * 3600 * 1000)})
     client = make_client(single.brokers(), topic, max_retries=1)
     old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
-    builder = sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
+    builder = complete_builder()
     client.send_batch([builder.timestamp(old).build(), builder.timestamp(datetime.datetime.now(datetime.UTC)).build()])
     assert not client.flush(timeout=60)
     stats = client.stats()

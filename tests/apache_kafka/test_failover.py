@@ -15,19 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import MakeClient, event_ids, pending, track
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import MakeClient, event_ids, pending, track
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 
 TOPIC_CONFIG = {"min.insync.replicas": "2"}
-
-
-@pytest.fixture(scope="module")
-def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    with KafkaCluster(3, workdir=tmp_path_factory.mktemp("kafka-trio")) as cluster:
-        yield cluster
 
 
 @pytest.fixture

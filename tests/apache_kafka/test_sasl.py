@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import MakeClient, build, event_ids, pending, track
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import ALICE, MakeClient, event_ids, pending, sasl_options, track
+from apache_kafka.conftest import ALICE, sasl_options
 from apache_kafka.launcher import KafkaCluster
 from sentinel_durable.testing import wait_until
 
@@ -38,10 +39,7 @@ def test_a_wrong_password_is_named_and_the_events_wait_for_the_right_one(
     assert stats.last_error is not None
     assert "not-her-password" not in stats.last_error
     assert (pending(wrong), stats.dead_lettered, stats.delivered) == (30, 0, 0)
-    event = (
-        sentinel.EventBuilder().service("s").model("m").prompt("p", 1).response("r", 1, "stop").latency(1).cost(0)
-        .build()
-    )  # fmt: skip
+    event = build()
     with pytest.raises(sentinel.DeliveryTimeoutError, match="refused the login"):
         wrong.send(event, wait=True, timeout=3)
     wrong.close(timeout=2)

@@ -1,4 +1,4 @@
-"""TLS against a real Apache Kafka broker, which terminates TLS itself (``tests/test_security.py``
+"""TLS against a real Apache Kafka broker, which terminates TLS itself (``tests/test_tls.py``
 runs the same behaviours against stunnel in front of Tansu).
 
 One broker for the module, with two TLS listeners that serve the certificate ``tests/pki.py``
@@ -28,11 +28,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import assert_refused
-from pki import HOST, KEY_PASSWORD, Pki, make_pki
+from conftest import MakeClient, assert_refused, event_ids, track
+from pki import HOST, KEY_PASSWORD, Pki
 
 import sentinel_durable as sentinel
-from apache_kafka.conftest import MakeClient, event_ids, track
 from apache_kafka.launcher import KafkaCluster, TlsFiles
 from sentinel_durable.testing import wait_until
 
@@ -44,11 +43,6 @@ ATTEMPT_TIMEOUT_S = 0.5
 DELIVERY_TIMEOUT_S = 5.0
 #: close() timeout: a client whose flusher is still in a broker call returns after it anyway.
 CLOSE_TIMEOUT_S = 0.5
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
