@@ -220,7 +220,7 @@ def _drain(args: argparse.Namespace) -> int:
     # One client per destination: each adopts the files recorded for its topic (a file that
     # records no topic is stamped with it); with --topic, a client per recorded topic sends
     # that topic's files to the one given.
-    routes: dict[tuple[str, str | None], None] = {}
+    routes: dict[tuple[str, str | None], int] = {}  # (target, topic adopted) -> events its files hold
     for report in sorted(reports, key=lambda r: r.topic is not None):  # see below
         if report.owner_alive or not report.pending:
             continue
@@ -228,11 +228,12 @@ def _drain(args: argparse.Namespace) -> int:
         print(f"{report.path.name}: delivering to topic {target} ({why})")
         # Files that record no topic first: a plain client of any topic would adopt them, so the
         # one for their (configured or given) topic must run before the others.
-        routes[(target, report.topic if report.topic not in (None, target) else None)] = None
+        route = (target, report.topic if report.topic not in (None, target) else None)
+        routes[route] = routes.get(route, 0) + report.pending
     deadline = deadline_of(args.timeout)
     delivered, dead_lettered, left, last_error = True, 0, 0, None
-    for target, adopt_topic in routes or {(config.topic, None): None}:
-        progress = Progress("draining")
+    for (target, adopt_topic), known in (routes or {(config.topic, None): 0}).items():
+        progress = _Counted(Progress("draining"), known)
         client = Client(config=config.model_copy(update={"topic": target, "spool_dir": directory}),
                         adopt_topic=adopt_topic)  # fmt: skip
         try:
@@ -255,6 +256,21 @@ def _drain(args: argparse.Namespace) -> int:
         raise CommandError(f"{dead_lettered} events were dead-lettered (see: sentinel-durable dlq list)")
     reason = f"; last error: {last_error}" if last_error else ""
     raise CommandError(f"not everything was delivered within {args.timeout:g}s: {left:,} events still spooled{reason}")
+
+
+class _Counted:
+    """Progress over the events the files held when the drain started (``known``): the client's
+    flusher may deliver some before ``flush`` takes its mark, and those count as drained too."""
+
+    def __init__(self, progress: Progress, known: int) -> None:
+        self._progress, self._known = progress, known
+
+    def __call__(self, settled: int, total: int) -> None:
+        whole = max(self._known, total)
+        self._progress(whole - (total - settled), whole)
+
+    def close(self) -> None:
+        self._progress.close()
 
 
 def _owned_by(report: FileReport) -> str:

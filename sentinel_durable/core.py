@@ -240,6 +240,8 @@ class ClientCore:
         timeout = check_timeout("timeout", timeout)
         self.ensure_usable()
         deadline = deadline_of(timeout)
+        # First, whatever the timeout: a flush puts on disk what async mode holds in memory.
+        self.spool.commit_buffered()
         if self.spool.orphans_listed() and not self.flusher.adopt_orphans(deadline):
             logger.info("flush timed out after %gs before the spool files left by other processes were adopted",
                         timeout or 0)  # fmt: skip

@@ -13,6 +13,7 @@ whatever the code does.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import select
@@ -24,9 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from spool_helpers import drain_all
+from conftest import offline_client
+from spool_helpers import drain_all, leave_spool
 
-from sentinel_durable.spool import spool_files
+from sentinel_durable.spool import read_events, spool_files
 from sentinel_durable.spool.commit import AsyncBuffer
 
 FLOOD = Path(__file__).parent / "programs" / "async_flood.py"
@@ -139,3 +141,15 @@ if __name__ == "__main__":  # a measurement: python tests/test_async_loss_window
                 Path(scratch) / f"kill-{n}", 8_000 + 2_000 * n, stall_s=stall_s, batch_timeout=batch_timeout
             )
             print(f"stall_s={stall_s} batch_timeout={batch_timeout}: {result.summary()}", flush=True)
+
+
+def test_flush_writes_the_async_buffer_to_disk_even_when_its_timeout_ends_first(spool_dir: Path) -> None:
+    """``flush(0)`` is how an async sender makes its events survive a kill (chaos_sender.py): the buffer
+    is on disk when it returns, even with orphans in the directory still to be adopted."""
+    leave_spool(spool_dir, 5, topic="orders")  # an orphan: flush would wait for its adoption
+    with offline_client(spool_dir, topic="orders", durability="async", batch_timeout=60) as client:
+        ids = [client.track(service="s", model="m", prompt="p", response="r", latency_ms=1.0) for _ in range(20)]
+        client.flush(timeout=0)
+        on_disk = {json.loads(body)["event_id"] for path in spool_files(spool_dir) for body in read_events(path)}
+        assert set(ids) <= on_disk
+        client.close(timeout=0)
