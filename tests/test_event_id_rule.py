@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from conftest import complete_builder, free_port, offline_client, track_fields
 
 import sentinel_durable as sentinel
 from sentinel_durable.spool import read_events, spool_files
 
 NEW_ID = "00000000-0000-4000-8000-000000000001"
-
-
-def track_fields(**metadata: str) -> dict[str, Any]:
-    return {"service": "svc", "model": "gpt-4", "prompt": "q", "response": "a", "latency_ms": 5.0, "metadata": metadata}
 
 
 def new_id(event: sentinel.TelemetryEvent) -> sentinel.TelemetryEvent | None:
@@ -39,13 +35,12 @@ def spooled_ids(spool_dir: Path) -> list[str]:
 
 
 def event(**metadata: str) -> sentinel.TelemetryEvent:
-    builder = sentinel.EventBuilder().service("svc").model("gpt-4").prompt("q", 1).response("a", 1, "stop")
-    return builder.latency(5).metadata(metadata).build()
+    return complete_builder().metadata(metadata).build()
 
 
 @pytest.mark.parametrize("way", ["track", "send", "send_batch"])
 def test_a_client_returns_the_id_of_the_event_it_spooled(spool_dir: Path, way: str) -> None:
-    with sentinel.Client(**options(spool_dir)) as client:
+    with offline_client(spool_dir, topic="ids", before_send=new_id) as client:
         if way == "track":
             returned = [client.track(**track_fields())]
         elif way == "send":
@@ -71,9 +66,9 @@ def test_an_async_client_returns_the_id_of_the_event_it_spooled(spool_dir: Path,
 
 def test_an_event_the_hook_drops_returns_the_id_it_was_given(spool_dir: Path) -> None:
     given = event(drop="yes")
-    with sentinel.Client(**options(spool_dir)) as client:
+    with offline_client(spool_dir, topic="ids", before_send=new_id) as client:
         assert client.send(given) == given.event_id
-        tracked = client.track(**track_fields(drop="yes"))
+        tracked = client.track(**track_fields(metadata={"drop": "yes"}))
         assert len(tracked) == 36
         assert tracked != NEW_ID
         assert client.stats().dropped == {"before_send": 2}

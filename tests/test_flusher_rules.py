@@ -254,37 +254,21 @@ def test_a_record_refused_for_its_own_fault_is_dead_lettered_after_max_retries_a
     assert settled(spool)
 
 
-def test_a_retriable_failure_is_retried_without_counting_an_attempt_and_never_dead_lettered(
-    spool: WatchedSpool, make_flusher: MakeFlusher
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(retry, id="a retriable failure (a leader election)"),
+        pytest.param(unreachable, id="a broker outage"),
+        pytest.param(blocked, id="a deployment refusal (an ACL)"),
+    ],
+)
+def test_a_failure_not_the_records_own_counts_no_attempt_and_never_dead_letters(
+    spool: WatchedSpool, make_flusher: MakeFlusher, failure: Callable[[], RecordResult]
 ) -> None:
     (event_id,) = spool_events(spool, 1)
-    transport = ScriptedTransport(Script({event_id: [retry()] * 7}))
+    transport = ScriptedTransport(Script({event_id: [failure()] * 7}))
     flusher = make_flusher(transport, max_retries=2)
-    eventually(lambda: flusher.counters.delivered == 1, "the delivery")
-
-    assert transport.attempts_seen(event_id) == [0] * 8
-    assert spool.counts().dead_letters == 0
-
-
-def test_a_broker_outage_counts_no_attempt_and_never_dead_letters(
-    spool: WatchedSpool, make_flusher: MakeFlusher
-) -> None:
-    (event_id,) = spool_events(spool, 1)
-    transport = ScriptedTransport(Script({event_id: [unreachable()] * 7}))
-    flusher = make_flusher(transport, max_retries=2)
-    eventually(lambda: flusher.counters.delivered == 1, "the delivery once the broker is back")
-
-    assert transport.attempts_seen(event_id) == [0] * 8
-    assert spool.counts().dead_letters == 0
-
-
-def test_a_deployment_refusal_counts_no_attempt_and_never_dead_letters(
-    spool: WatchedSpool, make_flusher: MakeFlusher
-) -> None:
-    (event_id,) = spool_events(spool, 1)
-    transport = ScriptedTransport(Script({event_id: [blocked()] * 7}))
-    flusher = make_flusher(transport, max_retries=2)
-    eventually(lambda: flusher.counters.delivered == 1, "the delivery once the ACL allows it")
+    eventually(lambda: flusher.counters.delivered == 1, "the delivery once the failure is gone")
 
     assert transport.attempts_seen(event_id) == [0] * 8
     assert spool.counts().dead_letters == 0

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import offline_client
 
 import sentinel_durable as sentinel
 from sentinel_durable.spool import spool_files
@@ -18,9 +18,7 @@ FIELDS = {"service": "svc", "model": "gpt-4", "prompt": "q", "response": "a", "l
 
 
 def test_a_write_lock_held_past_write_timeout_is_a_spool_full_error_with_its_cause(spool_dir: Path) -> None:
-    client = sentinel.Client(
-        brokers=[f"127.0.0.1:{free_port()}"], topic="locked", spool_dir=spool_dir, write_timeout=0.2
-    )
+    client = offline_client(spool_dir, topic="locked", write_timeout=0.2)
     try:
         client.track(**FIELDS)
         (path,) = spool_files(spool_dir)
@@ -43,9 +41,7 @@ def test_a_write_lock_held_past_write_timeout_is_a_spool_full_error_with_its_cau
 
 
 def test_every_member_of_a_group_commit_gets_the_same_typed_error(spool_dir: Path) -> None:
-    client = sentinel.Client(
-        brokers=[f"127.0.0.1:{free_port()}"], topic="locked", spool_dir=spool_dir, write_timeout=0.3
-    )
+    client = offline_client(spool_dir, topic="locked", write_timeout=0.3)
     try:
         client.track(**FIELDS)
         (path,) = spool_files(spool_dir)
