@@ -56,7 +56,7 @@ class Engine:
 
     def __init__(self, core: ClientCore) -> None:
         self.core = core
-        self.process = _fork.ProcessBound()
+        self.process = _fork.ProcessBound()  # inherited: AsyncClient makes a new engine
         self.writer = _Writer(core)
         self.waits = concurrent.futures.ThreadPoolExecutor(
             _WAIT_WORKERS, thread_name_prefix="sentinel-durable-aio-wait"
@@ -243,3 +243,4 @@ def run_in_thread(name: str, call: Callable[[], _T]) -> concurrent.futures.Futur
 
 async def await_thread(name: str, call: Callable[[], _T]) -> _T:
     return await asyncio.wrap_future(run_in_thread(name, call))
+

@@ -50,25 +50,29 @@ _rebuild_lock = threading.RLock()
 
 
 class ProcessBound:
-    """Marks the state of an object (threads, files, sockets) as belonging to the process that made it."""
+    """Marks the state of an object (threads, files, sockets) as belonging to the process that made it;
+    ``rebuild`` makes that state anew in a forked child (without one, the owner only asks ``inherited``
+    and replaces the object itself)."""
 
-    __slots__ = ("pid",)
+    __slots__ = ("_rebuild", "pid")
 
-    def __init__(self) -> None:
+    def __init__(self, rebuild: Callable[[], None] | None = None) -> None:
         self.pid = os.getpid()
+        self._rebuild = rebuild
 
     @property
     def inherited(self) -> bool:
         """True in a forked child, until :meth:`ensure` rebuilt the state there."""
         return self.pid != os.getpid()
 
-    def ensure(self, rebuild: Callable[[], None]) -> None:
+    def ensure(self) -> None:
         """In a forked child, run ``rebuild`` once (the first caller; the others wait for it)."""
         if self.pid == os.getpid():
             return
         with _rebuild_lock:
             if self.pid != os.getpid():
-                rebuild()
+                if self._rebuild is not None:
+                    self._rebuild()
                 self.pid = os.getpid()  # last: other threads wait above until the state is new
 
 

@@ -87,7 +87,7 @@ class ClientCore:
         )  # fmt: skip
         self.spool.on_drop = self._events_dropped
         self._start_flusher()
-        self._process = _fork.ProcessBound()
+        self._process = _fork.ProcessBound(self._restart_flusher_in_child)
 
     def _start_flusher(self) -> None:
         on_delivery, on_error = self._hooks
@@ -97,11 +97,15 @@ class ClientCore:
     # -- the three sends -------------------------------------------------------------------------
 
     def track(self, fields: Mapping[str, Any]) -> str:
+        # prepare_fields and spool_records inlined: this runs once per event, on the caller's thread.
         self.ensure_usable()
-        event_id, record = self.prepare_fields(fields)
-        if record is not None:
-            self.spool_records([record])
-        return event_id
+        event = validate_event(event_fields(self.config, fields), self.rules)
+        kept = event if self._before_send is None else self._apply_before_send(event)
+        if kept is None:
+            return event.event_id  # dropped by before_send, on purpose
+        self.spool.put_many([SpoolRecord.from_event(kept, self.rules.max_message_bytes)])
+        self.flusher.notify_spooled()
+        return kept.event_id
 
     def send(self, event: TelemetryEvent, *, wait: bool, limit: float | None) -> str:
         self.ensure_usable()
@@ -169,7 +173,7 @@ class ClientCore:
         # First call in a forked child: the parent's flusher thread does not exist here and its
         # producer's sockets are the parent's. The spool opens a file of the child's own on its
         # next use.
-        self._process.ensure(self._restart_flusher_in_child)
+        self._process.ensure()
 
     def _restart_flusher_in_child(self) -> None:
         _fork.keep_inherited(self.flusher)  # never closed here: its sockets are the parent's

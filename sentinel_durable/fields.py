@@ -46,17 +46,22 @@ TRACK_DEFAULTS: dict[str, Any] = {
 assert set(TRACK_DEFAULTS) == TrackFields.__optional_keys__  # one declaration, kept whole
 
 
+_REQUIRED = frozenset(TrackFields.__required_keys__)
+_ALLOWED = _REQUIRED | TrackFields.__optional_keys__
+
+
 def check_track_fields(fields: Mapping[str, Any], caller: str = "track") -> None:
     """The ``TypeError`` Python gives a call with a missing or unknown keyword (``track(**fields)``
     cannot have Python check them). Values are checked with the event."""
-    unknown = sorted(set(fields) - TrackFields.__required_keys__ - TrackFields.__optional_keys__)
+    if _REQUIRED <= fields.keys() <= _ALLOWED:
+        return  # the usual case: two set comparisons
+    unknown = sorted(set(fields) - _ALLOWED)
     if unknown:
         raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
     missing = [name for name in ("service", "model", "prompt", "response", "latency_ms") if name not in fields]
-    if missing:
-        names = ", ".join(repr(name) for name in missing)
-        plural = "s" if len(missing) > 1 else ""
-        raise TypeError(f"{caller}() missing {len(missing)} required keyword argument{plural}: {names}")
+    names = ", ".join(repr(name) for name in missing)
+    plural = "s" if len(missing) > 1 else ""
+    raise TypeError(f"{caller}() missing {len(missing)} required keyword argument{plural}: {names}")
 
 
 def event_fields(config: Config, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,8 @@ class Spool:
         )  # fmt: skip
         self._closed = False
         self._init_process_state()
-        self._process = _fork.ProcessBound()  # last: until then, threads of a forked child wait
+        # Last: until it is set, the threads of a forked child wait in _ensure_owner.
+        self._process = _fork.ProcessBound(self._init_process_state)
         _LIVE_SPOOLS.add(self)
 
     def _init_process_state(self) -> None:
@@ -339,7 +340,7 @@ class Spool:
         # First use in a forked child: start a file of our own (the parent's were abandoned
         # at the fork). Done here, not in the hook, so a child that never uses the spool
         # creates nothing.
-        self._process.ensure(self._init_process_state)
+        self._process.ensure()
 
     def _abandon_after_fork(self) -> None:
         # Runs in the child right after fork(), single-threaded: the parent's files, locks
