@@ -75,7 +75,7 @@ def _refuse_constant(name: str) -> None:
 def parse_wire(data: bytes) -> dict[str, Any]:
     """Parse a record value the way a strict JSON reader (serde_json) would, then check it."""
     document = json.loads(data.decode("utf-8", errors="strict"), parse_constant=_refuse_constant)
-    jsonschema.validate(document, WIRE_SCHEMA)
+    _check(document, _WIRE_VALIDATOR)
     return document  # type: ignore[no-any-return]
 
 
@@ -109,5 +109,23 @@ INGESTION_SCHEMA: dict[str, Any] = {
 def parse_ingested(data: bytes) -> dict[str, Any]:
     """Parse a record value the way LLM-Sentinel's ingestion would, refusing what it drops."""
     document = json.loads(data.decode("utf-8", errors="strict"), parse_constant=_refuse_constant)
-    jsonschema.validate(document, INGESTION_SCHEMA)
+    _check(document, _INGESTION_VALIDATOR)
     return document  # type: ignore[no-any-return]
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A validator of ``schema``, checked once (``jsonschema.validate`` checks the schema on every call)."""
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _check(document: Any, validator: Any) -> None:
+    """Raise what ``jsonschema.validate`` raises: the best-matching error, if any."""
+    error = jsonschema.exceptions.best_match(validator.iter_errors(document))
+    if error is not None:
+        raise error
+
+
+_WIRE_VALIDATOR = _validator(WIRE_SCHEMA)
+_INGESTION_VALIDATOR = _validator(INGESTION_SCHEMA)
