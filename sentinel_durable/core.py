@@ -97,15 +97,11 @@ class ClientCore:
     # -- the three sends -------------------------------------------------------------------------
 
     def track(self, fields: Mapping[str, Any]) -> str:
-        # prepare_fields and spool_records inlined: this runs once per event, on the caller's thread.
         self.ensure_usable()
-        event = validate_event(event_fields(self.config, fields), self.rules)
-        kept = event if self._before_send is None else self._apply_before_send(event)
-        if kept is None:
-            return event.event_id  # dropped by before_send, on purpose
-        self.spool.put_many([SpoolRecord.from_event(kept, self.rules.max_message_bytes)])
-        self.flusher.notify_spooled()
-        return kept.event_id
+        event_id, record = self.prepare_fields(fields)
+        if record is not None:
+            self.spool_records([record])
+        return event_id
 
     def send(self, event: TelemetryEvent, *, wait: bool, limit: float | None) -> str:
         self.ensure_usable()

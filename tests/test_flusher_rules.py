@@ -308,18 +308,23 @@ def test_a_batch_refused_for_one_records_fault_is_split_until_only_that_record_f
     assert [dead.event_id for dead in read_dead_letters(spool.active_path)] == [poison]
 
 
-def test_a_transport_that_raises_gets_its_batch_retried_without_counting_an_attempt(
-    spool: WatchedSpool, make_flusher: MakeFlusher
-) -> None:
-    (event_id,) = spool_events(spool, 1)
+def raising_three_times_then_delivering() -> Respond:
+    """A transport's answer that raises on the first three batches (a bug in it), then delivers."""
     calls = iter(range(1_000))
 
-    def raising_three_times(records: Sequence[ClaimedRecord]) -> list[RecordResult]:
+    def respond(records: Sequence[ClaimedRecord]) -> list[RecordResult]:
         if next(calls) < 3:
             raise RuntimeError("a bug in the transport")
         return [DELIVERED] * len(records)
 
-    transport = ScriptedTransport(raising_three_times)
+    return respond
+
+
+def test_a_transport_that_raises_gets_its_batch_retried_without_counting_an_attempt(
+    spool: WatchedSpool, make_flusher: MakeFlusher
+) -> None:
+    (event_id,) = spool_events(spool, 1)
+    transport = ScriptedTransport(raising_three_times_then_delivering())
     flusher = make_flusher(transport, max_retries=1)  # one counted attempt would dead-letter it
     eventually(lambda: flusher.counters.delivered == 1, "the delivery")
 
@@ -332,14 +337,7 @@ def test_a_transport_that_raises_is_replaced_and_its_traceback_logged_once_in_a_
     spool: WatchedSpool, make_flusher: MakeFlusher, caplog: pytest.LogCaptureFixture
 ) -> None:
     spool_events(spool, 1)
-    calls = iter(range(1_000))
-
-    def raising_three_times(records: Sequence[ClaimedRecord]) -> list[RecordResult]:
-        if next(calls) < 3:
-            raise RuntimeError("a bug in the transport")
-        return [DELIVERED] * len(records)
-
-    transport = ScriptedTransport(raising_three_times)
+    transport = ScriptedTransport(raising_three_times_then_delivering())
     with caplog.at_level(logging.DEBUG, logger="sentinel_durable"):
         flusher = make_flusher(transport)
         eventually(lambda: flusher.counters.delivered == 1, "the delivery")
