@@ -40,6 +40,7 @@ __all__ = [
     "ResponseInfo",
     "SendError",
     "SentinelError",
+    "SentinelSpanExporter",
     "SpoolFullError",
     "Stats",
     "TelemetryEvent",
@@ -50,3 +51,13 @@ __all__ = [
     "usage_from_anthropic",
     "usage_from_openai",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # SentinelSpanExporter subclasses OpenTelemetry's SpanExporter: imported on first use only,
+    # so that importing sentinel_durable never imports opentelemetry-sdk.
+    if name == "SentinelSpanExporter":
+        from .integrations.span_exporter import SentinelSpanExporter
+
+        return SentinelSpanExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,9 +37,10 @@ from .core import BeforeSend, ClientCore, warn_about_compression
 from .errors import ClientClosedError, SendError
 from .event import TelemetryEvent
 from .fields import TrackFields, check_track_fields
-from .stats import Stats
+from .stats import Counter, Stats
 
 if TYPE_CHECKING:
+    from .integrations.genai import Prices
     from .integrations.observe import Observation
 
 __all__ = ["AsyncClient"]
@@ -47,6 +48,7 @@ __all__ = ["AsyncClient"]
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_L = TypeVar("_L")  # the LLM client given to instrument()
 
 
 class AsyncClient:
@@ -80,8 +82,10 @@ class AsyncClient:
         ``loop.call_soon_threadsafe``."""
         self._config = config_of(config, options)
         warn_about_compression(self._config)
+        self._capture_errors = Counter()  # the core's, before it exists (see integrations.capture)
         self._hooks: dict[str, Any] = {
             "before_send": before_send, "on_delivery": on_delivery, "on_error": on_error, "adopt_topic": adopt_topic,
+            "capture_errors": self._capture_errors,
         }  # fmt: skip
         self._lock = threading.Lock()  # guards _closed, _opening and the enqueueing of requests
         self._closed = False
@@ -263,6 +267,31 @@ class AsyncClient:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.close()
+
+    def instrument(
+        self,
+        llm_client: _L,
+        *,
+        service: str,
+        capture_content: bool = True,
+        prices: Prices | None = None,
+        **defaults: Any,
+    ) -> _L:
+        """Track every call of ``llm_client`` (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
+        ``AsyncAnthropic``) through this client; returns ``llm_client`` itself, instrumented.
+
+        Each ``chat.completions.create``, ``responses.create``, ``messages.create`` and
+        ``messages.stream`` call tracks one event: the response's model, the prompt (see
+        docs/integrations.md for its text), the response text, tokens, finish reason, latency, and
+        the API's exception in ``errors`` (re-raised unchanged). A stream's event is tracked when
+        it ends, is closed, or fails. ``capture_content=False`` leaves the text out; ``prices``
+        (model -> USD per 1,000 input and output tokens, or a callable) sets the cost; ``defaults``
+        are ``metadata``, ``cost_usd``, ``finish_reason``, ``trace_id``, ``span_id``. Telemetry
+        never breaks a call: what cannot be tracked is counted in ``stats().capture_errors``.
+        """
+        from .integrations.instrument import instrument
+
+        return instrument(self, llm_client, service=service, capture_content=capture_content, prices=prices, **defaults)
 
     def observe(self, *, service: str, model: str, prompt: str | None = None, **fields: Any) -> Observation:
         """An :class:`~sentinel_durable.observe.Observation` of one LLM call, tracked through this client.

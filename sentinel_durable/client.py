@@ -12,7 +12,7 @@ import atexit
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from . import _fork
 from ._timeout import WRITE_TIMEOUT, WriteTimeout, send_timeout
@@ -24,9 +24,12 @@ from .fields import TrackFields, check_track_fields
 from .stats import Stats
 
 if TYPE_CHECKING:
+    from .integrations.genai import Prices
     from .integrations.observe import Observation
 
 __all__ = ["Client"]
+
+_L = TypeVar("_L")  # the LLM client given to instrument()
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,31 @@ class Client:
         """
         check_track_fields(fields)
         return self._core.track(fields)
+
+    def instrument(
+        self,
+        llm_client: _L,
+        *,
+        service: str,
+        capture_content: bool = True,
+        prices: Prices | None = None,
+        **defaults: Any,
+    ) -> _L:
+        """Track every call of ``llm_client`` (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
+        ``AsyncAnthropic``) through this client; returns ``llm_client`` itself, instrumented.
+
+        Each ``chat.completions.create``, ``responses.create``, ``messages.create`` and
+        ``messages.stream`` call tracks one event: the response's model, the prompt (see
+        docs/integrations.md for its text), the response text, tokens, finish reason, latency, and
+        the API's exception in ``errors`` (re-raised unchanged). A stream's event is tracked when
+        it ends, is closed, or fails. ``capture_content=False`` leaves the text out; ``prices``
+        (model -> USD per 1,000 input and output tokens, or a callable) sets the cost; ``defaults``
+        are ``metadata``, ``cost_usd``, ``finish_reason``, ``trace_id``, ``span_id``. Telemetry
+        never breaks a call: what cannot be tracked is counted in ``stats().capture_errors``.
+        """
+        from .integrations.instrument import instrument
+
+        return instrument(self, llm_client, service=service, capture_content=capture_content, prices=prices, **defaults)
 
     def observe(self, *, service: str, model: str, prompt: str | None = None, **fields: Any) -> Observation:
         """An :class:`~sentinel_durable.observe.Observation` of one LLM call, tracked through this client.

@@ -35,7 +35,7 @@ from .fields import event_fields
 from .flusher import Flusher
 from .records import SpoolRecord
 from .spool import Spool
-from .stats import Stats
+from .stats import Counter, Stats
 from .transports import check_transport_config, transport_class
 
 __all__ = ["BeforeSend", "ClientCore", "warn_about_compression"]
@@ -67,8 +67,11 @@ class ClientCore:
         on_delivery: Callable[[list[str]], object] | None = None,
         on_error: Callable[[SendError], object] | None = None,
         adopt_topic: str | None = None,
+        capture_errors: Counter | None = None,
     ) -> None:
         self.config = config
+        #: What the integrations (instrument, the span exporter) failed to track: in stats().
+        self.capture_errors = capture_errors if capture_errors is not None else Counter()
         self._before_send = before_send
         self._hooks = (on_delivery, on_error)
         self._dropped_by_hook = 0
@@ -302,6 +305,7 @@ class ClientCore:
             bytes=counters.bytes,
             batch_size=sum(recent) / len(recent) if recent else 0.0,
             max_attempts=max(1, self.config.max_retries),
+            capture_errors=self.capture_errors.value,
         )
 
     @property

@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 
-__all__ = ["FlusherCounters", "Stats"]
+__all__ = ["Counter", "FlusherCounters", "Stats"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Stats:
     of an outage; cleared when it ends). The Go SDK's writer figures:
     ``writes`` (produce batches acked), ``messages`` (records acked), ``bytes`` (record
     bytes acked), ``batch_size`` (mean records per write, recent writes) and ``max_attempts``.
+    ``capture_errors``: LLM calls and GenAI spans that ``client.instrument`` and
+    ``SentinelSpanExporter`` could not turn into an event or spool (each kind logged once).
     """
 
     spooled: int
@@ -43,6 +45,23 @@ class Stats:
     bytes: int = 0
     batch_size: float = 0.0
     max_attempts: int = 0
+    capture_errors: int = 0
+
+
+class Counter:
+    """A count many threads add to."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def add(self, count: int = 1) -> None:
+        with self._lock:
+            self._value += count
+
+    @property
+    def value(self) -> int:
+        return self._value
 
 
 @dataclass
