@@ -75,6 +75,7 @@ class Client:
         self._core = ClientCore(
             resolved, before_send=before_send, on_delivery=on_delivery, on_error=on_error, adopt_topic=adopt_topic
         )
+        self._capture_errors = self._core.capture_errors  # what the integrations could not track
         _LIVE_CLIENTS.add(self)
         _fork.at_worker_exit(_close_all_at_exit)
 

@@ -11,6 +11,7 @@ one ``before_send`` returned; when ``before_send`` drops the event, the id of th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -271,7 +272,8 @@ class ClientCore:
 
     def stats(self) -> Stats:
         if self.closed:
-            return self._final_stats or self._collect_stats()
+            final = self._final_stats or self._collect_stats()
+            return dataclasses.replace(final, capture_errors=self.capture_errors.value)  # calls after close count
         self.ensure_usable()
         return self._collect_stats()
 

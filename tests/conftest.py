@@ -45,8 +45,8 @@ DEFAULT_ROUNDS = 6
 
 _report_key = pytest.StashKey[list[str]]()
 
-#: The fixtures of the TLS and SASL endpoints live beside the endpoints.
-pytest_plugins = ["tls_tansu"]
+#: The fixtures of the TLS and SASL endpoints live beside the endpoints; those of the LLM integrations in genai_helpers.
+pytest_plugins = ["tls_tansu", "genai_helpers"]
 
 _T = TypeVar("_T")
 

@@ -51,7 +51,7 @@ class FakeProvider:
         class Handler(_Handler):
             owner = provider
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -98,6 +98,14 @@ class FakeProvider:
         self.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up: not news
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeProvider
     protocol_version = "HTTP/1.1"
@@ -133,7 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.shutdown(2)  # mid-stream: no final chunk, no [DONE]
                 return
-            text = (f"event: {name}\n" if name else "") + f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+            text = (
+                f"event: {name}\n" if name else ""
+            ) + f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
             payload = text.encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
         self.wfile.write(b"0\r\n\r\n")
@@ -284,11 +294,14 @@ def _messages_stream(answer: Answer, model: str, request: dict[str, Any]) -> Ite
         yield "content_block_delta", {"type": "content_block_delta", "index": 0,
                                       "delta": {"type": "text_delta", "text": piece}}  # fmt: skip
     yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-    yield "message_delta", {
-        "type": "message_delta",
-        "delta": {"stop_reason": _STOP.get(answer.finish_reason, answer.finish_reason), "stop_sequence": None},
-        "usage": {"output_tokens": answer.output_tokens},
-    }
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": _STOP.get(answer.finish_reason, answer.finish_reason), "stop_sequence": None},
+            "usage": {"output_tokens": answer.output_tokens},
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
 
 

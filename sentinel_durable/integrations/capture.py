@@ -9,12 +9,12 @@ the first time with its traceback, later at DEBUG. No prompt or response text is
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigError
 from ..fields import TRACK_DEFAULTS
@@ -70,11 +70,6 @@ class Capture:
         prices: Prices | None = None,
         defaults: Mapping[str, Any] | None = None,
     ) -> None:
-        from ..aio import AsyncClient
-        from ..client import Client
-
-        if not isinstance(client, Client | AsyncClient):
-            raise TypeError(f"{source} needs a sentinel_durable Client or AsyncClient, not {type(client).__name__}")
         if service is not None and (not isinstance(service, str) or not service):
             raise ConfigError("service", "must be a non-empty string")
         unknown = sorted(set(defaults or {}) - _DEFAULTABLE)
@@ -84,17 +79,16 @@ class Capture:
                 f"(defaults may be {', '.join(sorted(_DEFAULTABLE))})"
             )
         self.client = client
-        self.is_async = isinstance(client, AsyncClient)
-        self._sync: Client | None = None if isinstance(client, AsyncClient) else client
-        self._async: AsyncClient | None = client if isinstance(client, AsyncClient) else None
+        # Not isinstance: the clients import this module (through instrument), it never imports them.
+        self.is_async = inspect.iscoroutinefunction(client.track)
+        self._sync: Client | None = None if self.is_async else cast("Client", client)
+        self._async: AsyncClient | None = cast("AsyncClient", client) if self.is_async else None
         self.source = source
         self.service = service
         self.capture_content = capture_content
         self.cost = cost_function(prices)
         self.defaults = dict(defaults or {})
-        self._counter: Counter = (
-            client._capture_errors if isinstance(client, AsyncClient) else client._core.capture_errors
-        )
+        self._counter: Counter = client._capture_errors
         self._logged = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -112,7 +106,7 @@ class Capture:
         """The ``track`` keywords of ``call``; ``ValueError`` when it names no model."""
         if not call.model:
             raise ValueError("the call names no model")
-        service = call.service or self.service
+        service = self.service or call.service
         if not service:
             raise ValueError("the call names no service")
         prompt_tokens = call.prompt_tokens or 0
@@ -235,11 +229,3 @@ class Capture:
         else:
             logger.debug("%s could not track %d %s%s: %s", self.source, count, what, plural, type(error).__name__)
 
-
-def elapsed_ms(started: float) -> float:
-    """Milliseconds since ``started`` (a ``time.perf_counter()``)."""
-    return (time.perf_counter() - started) * 1000.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,13 @@ class SentinelSpanExporter(SpanExporter):
         capture_content: bool = True,
         prices: Prices | None = None,
     ) -> None:
+        from ..aio import AsyncClient
+        from ..client import Client
+
+        if not isinstance(client, Client | AsyncClient):
+            raise TypeError(
+                f"SentinelSpanExporter needs a sentinel_durable Client or AsyncClient, not {type(client).__name__}"
+            )
         self._capture = Capture(
             client, source="SentinelSpanExporter", service=service, capture_content=capture_content, prices=prices
         )
@@ -100,7 +108,10 @@ class SentinelSpanExporter(SpanExporter):
         calls the SDK's own spans describe, and only the instrumentation's become events."""
         module = sys.modules.get("anthropic.resources.messages")
         messages = getattr(module, "Messages", None)
-        wrapped = hasattr(getattr(messages, "create", None), "__wrapped__")
+        create = getattr(messages, "create", None)
+        # Instrumentations wrap it (wrapt's FunctionWrapper, which even passes isinstance for a
+        # function); the SDK's own decorator leaves a plain function (with a __wrapped__ of its own).
+        wrapped = create is not None and type(create) is not types.FunctionType
         if wrapped and not self._skipping_sdk_spans_logged:
             self._skipping_sdk_spans_logged = True
             logger.info(
