@@ -253,17 +253,30 @@ def _responses_body(answer: Answer, model: str, text: str | None = None, status:
 def _responses_stream(answer: Answer, model: str, request: dict[str, Any]) -> Iterator[tuple[str | None, Any]]:
     started = _responses_body(answer, model, text="", status="in_progress")
     started["output"], started["usage"] = [], None
-    yield "response.created", {"type": "response.created", "sequence_number": 0, "response": started}
-    number = 1
+    item = {"type": "message", "id": "msg_fake", "status": "in_progress", "role": "assistant", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", "item_id": "msg_fake", "output_index": 0, "content_index": 0,
+         "part": part},
+    ]  # fmt: skip
     for piece in _pieces(answer):
-        yield "response.output_text.delta", {
-            "type": "response.output_text.delta", "sequence_number": number, "item_id": "msg_fake",
-            "output_index": 0, "content_index": 0, "delta": piece, "logprobs": [],
-        }  # fmt: skip
-        number += 1
-    yield "response.completed", {
-        "type": "response.completed", "sequence_number": number, "response": _responses_body(answer, model)
-    }  # fmt: skip
+        events.append({"type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0,
+                       "content_index": 0, "delta": piece, "logprobs": []})  # fmt: skip
+    done_part = {**part, "text": answer.text}
+    events += [
+        {"type": "response.output_text.done", "item_id": "msg_fake", "output_index": 0, "content_index": 0,
+         "text": answer.text, "logprobs": []},
+        {"type": "response.content_part.done", "item_id": "msg_fake", "output_index": 0, "content_index": 0,
+         "part": done_part},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": {**item, "status": "completed", "content": [done_part]}},
+        {"type": "response.completed", "response": _responses_body(answer, model)},
+    ]  # fmt: skip
+    for number, event in enumerate(events):
+        yield event["type"], {**event, "sequence_number": number}
 
 
 # -- Anthropic messages ---------------------------------------------------------------------------

@@ -180,6 +180,30 @@ async def test_an_async_api_error_is_tracked_and_reraised(
                 errors=[expected.__name__])  # fmt: skip
 
 
+def helper_call(llm: Any, helper: str) -> str:
+    if helper == "chat.completions.stream":
+        with llm.chat.completions.stream(model="gpt-4o", messages=OPENAI_MESSAGES) as events:
+            return "".join(e.delta for e in events if e.type == "content.delta")
+    if helper == "responses.stream":
+        with llm.responses.stream(model="gpt-4o", instructions=SYSTEM, input=QUESTION) as events:
+            return "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    if helper == "chat.completions.parse":
+        return str(llm.chat.completions.parse(model="gpt-4o", messages=OPENAI_MESSAGES).choices[0].message.content)
+    return str(llm.responses.parse(model="gpt-4o", instructions=SYSTEM, input=QUESTION).output_text)
+
+
+@pytest.mark.parametrize(
+    "helper", ["chat.completions.stream", "responses.stream", "chat.completions.parse", "responses.parse"]
+)
+def test_the_openai_helpers_are_tracked(
+    helper: str, provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+) -> None:
+    llm = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    assert helper_call(llm, helper) == ANSWER
+    (event,) = delivered(sentinel_client, module_broker, topic)
+    check_event(event, service="chat-api", model="gpt-4o-2026-01-01")
+
+
 # -- streams: how they end -----------------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@ clients stay as they were, and the object returned is the one given, still an in
 class. Copies made with ``with_options``/``copy`` are instrumented alike. Instrumenting again
 replaces the earlier instrumentation; ``uninstrument`` removes it.
 
-Wrapped: ``chat.completions.create`` and ``responses.create`` (OpenAI, sync and async),
+Wrapped: ``chat.completions.create`` / ``parse`` and ``responses.create`` / ``parse`` (OpenAI,
+sync and async; the ``chat.completions.stream`` helper calls ``create`` and is tracked through it),
 ``messages.create`` and ``messages.stream`` (Anthropic, sync and async), streaming or not.
 The API's exception is re-raised unchanged, after its event is tracked.
 """
@@ -73,7 +74,9 @@ def _instrument_with(capture: Capture, llm_client: Any) -> None:
     patched: list[tuple[Any, str]] = []
 
     def patch(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # an older library without this method
+            return
         wrapper = make(getattr(original, _ORIGINAL, original))
         setattr(wrapper, _ORIGINAL, getattr(original, _ORIGINAL, original))
         owner.__dict__[name] = wrapper
@@ -81,8 +84,11 @@ def _instrument_with(capture: Capture, llm_client: Any) -> None:
 
     create = _async_create if is_async else _sync_create
     if kind == "openai":
-        patch(llm_client.chat.completions, "create", lambda original: create(original, capture, OPENAI_CHAT))
-        patch(llm_client.responses, "create", lambda original: create(original, capture, OPENAI_RESPONSES))
+        responses = getattr(llm_client, "responses", None)  # openai < 1.66 has no Responses API
+        for name in ("create", "parse"):  # parse: the same call, with the reply parsed into the caller's type
+            patch(llm_client.chat.completions, name, lambda original: create(original, capture, OPENAI_CHAT))
+            if responses is not None:
+                patch(responses, name, lambda original: create(original, capture, OPENAI_RESPONSES))
     else:
         patch(llm_client.messages, "create", lambda original: create(original, capture, ANTHROPIC_MESSAGES))
         patch(llm_client.messages, "stream", lambda original: _stream_manager(original, capture, is_async))
