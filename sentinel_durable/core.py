@@ -118,9 +118,10 @@ class ClientCore:
             self.spool_records([record])
         return event_id
 
-    def send_batch(self, events: Iterable[TelemetryEvent]) -> list[str]:
+    def send_batch(self, events: Iterable[TelemetryEvent], *, checked: bool = False) -> list[str]:
+        """``checked``: the events were validated against these rules already (the span exporter's)."""
         self.ensure_usable()
-        records = self.prepare_batch(events)
+        records = self.prepare_batch(events, checked=checked)
         self.spool_records(records)
         return [record.event_id for record in records]
 
@@ -139,12 +140,12 @@ class ClientCore:
             return validated.event_id, None  # dropped by before_send, on purpose
         return kept.event_id, SpoolRecord.from_event(kept, self.rules.max_message_bytes)
 
-    def prepare_batch(self, events: Iterable[TelemetryEvent]) -> list[SpoolRecord]:
+    def prepare_batch(self, events: Iterable[TelemetryEvent], *, checked: bool = False) -> list[SpoolRecord]:
         """The records of a batch, or ``ValidationError`` naming the first bad event (``events[i].field``)."""
         records = []
         for index, event in enumerate(events):
             try:
-                record = self.prepare_event(event)[1]
+                record = self.prepare_event(event, checked=checked)[1]
             except ValidationError as exc:
                 raise ValidationError(
                     f"events[{index}].{exc.field}", exc.message, exc.value, show_value=exc.show_value

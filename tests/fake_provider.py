@@ -72,8 +72,10 @@ class FakeProvider:
             self._script.append(scripted)
         return scripted
 
-    def fail(self, status: int) -> None:
-        self.answer(status=status)
+    def fail(self, status: int, times: int = 1) -> None:
+        """The next ``times`` answers are errors (the libraries retry 429 and 500 twice by default)."""
+        for _ in range(times):
+            self.answer(status=status)
 
     def next_answer(self, request: dict[str, Any]) -> Answer:
         with self._lock:

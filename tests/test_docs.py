@@ -9,6 +9,9 @@ How a block is run (docs/testing.md, "The docs' code blocks", says the same for 
 - one embedded broker, started here, serves every block: its address is in
   ``SENTINEL_BROKERS``, and ``localhost:9092`` in a block (the address the docs use) is
   pointed at it;
+- one fake OpenAI/Anthropic API (tests/fake_provider.py) serves the blocks that call an LLM:
+  ``OPENAI_BASE_URL`` / ``ANTHROPIC_BASE_URL`` point at it, with test API keys, so that
+  ``openai.OpenAI()`` in a block works as written;
 - after each block, no event id may be in the broker's topics twice (a block that sends
   one event twice, as docs/async.md once did, puts a duplicate in the topic);
 - a block preceded by ``<!-- fragment: why -->`` on the line before its fence is not run
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fake_provider import FakeProvider
 from kafka import KafkaAdminClient  # type: ignore[import-untyped, unused-ignore]
 
 from sentinel_durable.testing import EmbeddedBroker
@@ -100,6 +104,12 @@ def docs_broker() -> Iterator[EmbeddedBroker]:
         yield broker
 
 
+@pytest.fixture(scope="module")
+def docs_llm_api() -> Iterator[FakeProvider]:
+    with FakeProvider() as served:
+        yield served
+
+
 def test_the_docs_have_runnable_blocks() -> None:
     """The harness finds blocks (a parser that found none would pass every test below)."""
     runnable = [block.name for block in BLOCKS if not block.fragment]
@@ -114,7 +124,7 @@ def test_fragment_compiles(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", [b for b in BLOCKS if not b.fragment], ids=lambda b: b.name)
-def test_block_runs(block: Block, docs_broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_block_runs(block: Block, docs_broker: EmbeddedBroker, docs_llm_api: FakeProvider, tmp_path: Path) -> None:
     source = block.source.replace(DOCS_ADDRESS, docs_broker.bootstrap_servers)
     if defines_tests(source):
         script = tmp_path / "test_block.py"
@@ -129,6 +139,10 @@ def test_block_runs(block: Block, docs_broker: EmbeddedBroker, tmp_path: Path) -
         "HOME": str(tmp_path),
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "OPENAI_BASE_URL": docs_llm_api.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "ANTHROPIC_BASE_URL": docs_llm_api.anthropic_base_url,
+        "ANTHROPIC_API_KEY": "test-key",
     }
     # A session of its own, so that a block that hangs is stopped with what it started (a
     # pytest block's broker) by its process group id.

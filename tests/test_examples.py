@@ -283,3 +283,55 @@ def test_self_contained_example_runs(name: str) -> None:
     else:
         assert '"service_name": "checkout-assistant"' in result.stdout
         assert "field='prompt.tokens'" in result.stdout
+
+
+# --- the instrumented integrations, against the fake provider server -----------------------------
+
+
+def llm_example(name: str, broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path) -> Any:
+    env = example_env() | {
+        "SENTINEL_BROKERS": broker.bootstrap_servers,
+        "SENTINEL_TOPIC": topic,
+        "SENTINEL_SPOOL_DIR": str(spool_dir),
+        "OPENAI_BASE_URL": provider.base_url,
+        "OPENAI_API_KEY": "test-key",
+    }
+    return subprocess.run(example_command(name, "What is Kafka?"), capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.usefixtures("fresh_provider")
+@pytest.mark.parametrize(("name", "calls"), [("openai_instrumented", 2), ("otel_genai", 1)])
+def test_an_llm_integration_example_tracks_each_call(
+    name: str, calls: int, broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path
+) -> None:
+    from genai_helpers import ANSWER
+
+    result = llm_example(name, broker, topic, provider, spool_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(ANSWER) == calls
+    events = topic_events(broker, topic, expected=calls)
+    assert len(events) == calls
+    for event in events:
+        assert event["service_name"] == name.replace("_instrumented", "").replace("_genai", "") + "-example"
+        assert event["model"] == "gpt-4o-mini-2026-01-01"
+        assert event["prompt"]["text"].endswith("What is Kafka?")
+        assert event["response"]["text"] == ANSWER
+        assert (event["prompt"]["tokens"], event["response"]["tokens"]) == (12, 7)
+        assert event["latency_ms"] > 0
+    if name == "openai_instrumented":
+        assert events[0]["cost_usd"] == pytest.approx((12 * 0.00015 + 7 * 0.0006) / 1000)
+    else:
+        assert len(events[0]["trace_id"]) == 32
+
+
+@pytest.mark.usefixtures("fresh_provider")
+@pytest.mark.parametrize("name", ["openai_instrumented", "otel_genai"])
+def test_an_llm_integration_example_tracks_a_failed_call_with_its_error(
+    name: str, broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path
+) -> None:
+    provider.fail(429, times=3)  # the first try and the client's two retries
+    result = llm_example(name, broker, topic, provider, spool_dir)
+    assert result.returncode == 1, result.stderr
+    (event,) = topic_events(broker, topic, expected=1)
+    assert event["response"]["finish_reason"] == "error"
+    assert "RateLimitError" in event["errors"][0]

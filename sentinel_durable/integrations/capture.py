@@ -179,12 +179,13 @@ class Capture:
                 self.failed(exc, 1)
 
     def send_batch(self, events: Sequence[TelemetryEvent]) -> bool:
-        """Spool ``events`` in one transaction from sync code; False (counted, logged) when refused."""
+        """Spool ``events`` (made by :meth:`event`) in one transaction from sync code; False (counted,
+        logged) when refused."""
         if not events:
             return True
         if self._sync is not None:
-            sync = self._sync
-            return self._guard(lambda: sync.send_batch(events), len(events))
+            core = self._sync._core  # checked=True: built by event() against these rules, not validated twice
+            return self._guard(lambda: core.send_batch(events, checked=True), len(events))
         assert self._async is not None
         aclient = self._async
         return self.run(lambda: aclient.send_batch(events), len(events))

@@ -83,7 +83,8 @@ class SentinelSpanExporter(SpanExporter):
         events: list[TelemetryEvent] = []
         skip_sdk_spans: bool | None = None
         for span in spans:
-            attributes = span.attributes
+            # A plain dict: the span's own mapping takes a lock on every read (BoundedAttributes).
+            attributes = dict(span.attributes) if span.attributes else None
             if not attributes or not is_genai(attributes):
                 continue
             operation = llm_operation(attributes)
@@ -96,7 +97,7 @@ class SentinelSpanExporter(SpanExporter):
                 if skip_sdk_spans:
                     continue
             try:
-                events.append(self._capture.event(call_of_span(span, operation)))
+                events.append(self._capture.event(call_of_span(span, operation, attributes)))
             except Exception as exc:
                 self._capture.failed(exc, 1, what="GenAI span")
         if self._capture.send_batch(events):

@@ -45,9 +45,11 @@ def llm_operation(attributes: Mapping[str, Any]) -> str | None:
     return str(operation) if str(operation) in LLM_OPERATIONS else None
 
 
-def call_of_span(span: Any, operation: str) -> Call:
-    """The call a GenAI span describes (``span`` a ``ReadableSpan``)."""
-    attributes: Mapping[str, Any] = span.attributes or {}
+def call_of_span(span: Any, operation: str, attributes: Mapping[str, Any] | None = None) -> Call:
+    """The call a GenAI span describes (``span`` a ``ReadableSpan``; ``attributes`` its attributes, if
+    copied already)."""
+    if attributes is None:
+        attributes = span.attributes or {}
     context = span.get_span_context()
     call = Call(
         model=_text(attributes.get("gen_ai.response.model")) or _text(attributes.get("gen_ai.request.model")),
