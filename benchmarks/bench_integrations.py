@@ -32,18 +32,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import openai  # noqa: E402
-from bench_common import unreachable_broker  # noqa: E402
-from fake_provider import FakeProvider  # noqa: E402
-from opentelemetry.sdk.resources import Resource  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.trace import SpanKind  # noqa: E402
+import openai
+from bench_common import unreachable_broker
+from fake_provider import FakeProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
 
-import sentinel_durable as sentinel  # noqa: E402
-from sentinel_durable.integrations.capture import Capture  # noqa: E402
-from sentinel_durable.integrations.llm_calls import OPENAI_CHAT  # noqa: E402
-from sentinel_durable.integrations.span_reading import call_of_span  # noqa: E402
-from sentinel_durable.integrations.streams import Ending, StreamProxy  # noqa: E402
+import sentinel_durable as sentinel
+from sentinel_durable.integrations.capture import Capture
+from sentinel_durable.integrations.llm_calls import OPENAI_CHAT
+from sentinel_durable.integrations.span_reading import call_of_span
+from sentinel_durable.integrations.streams import Ending, StreamProxy
 
 CHUNKS = 1000
 SPANS = 10_000
@@ -116,8 +116,8 @@ def bench_streams(rounds: int) -> list[str]:
             return sum(1 for _ in proxy)
 
         bare, ours = alternating(direct, proxied, rounds * 4)
-        rows.append(row("1,000 parsed chunks through the stream proxy", ours * 1e3, bare * 1e3, "ms",
-                        f"{(ours - bare) / CHUNKS * 1e6:.2f} µs per chunk, the stream's one event included"))  # fmt: skip
+        note = f"{(ours - bare) / CHUNKS * 1e6:.2f} µs per chunk, the stream's one event included"
+        rows.append(row("1,000 parsed chunks through the stream proxy", ours * 1e3, bare * 1e3, "ms", note))
         client.close(timeout=0)
     return rows
 
@@ -155,8 +155,10 @@ def genai_spans(count: int) -> list[Any]:
             "gen_ai.response.model": "gpt-4o-2026-01-01", "gen_ai.response.id": f"chatcmpl-{n}",
             "gen_ai.response.finish_reasons": ("stop",), "gen_ai.usage.input_tokens": 12,
             "gen_ai.usage.output_tokens": 7,
-            "gen_ai.input.messages": json.dumps([{"role": "system", "parts": [{"type": "text", "content": "Be terse."}]},
-                                                 {"role": "user", "parts": [{"type": "text", "content": f"Q {n}?"}]}]),
+            "gen_ai.input.messages": json.dumps([
+                {"role": "system", "parts": [{"type": "text", "content": "Be terse."}]},
+                {"role": "user", "parts": [{"type": "text", "content": f"Q {n}?"}]},
+            ]),
             "gen_ai.output.messages": json.dumps([{"role": "assistant", "finish_reason": "stop",
                                                    "parts": [{"type": "text", "content": "Kafka is a log."}]}]),
         })  # fmt: skip
