@@ -57,7 +57,15 @@ def __getattr__(name: str) -> object:
     # SentinelSpanExporter subclasses OpenTelemetry's SpanExporter: imported on first use only,
     # so that importing sentinel_durable never imports opentelemetry-sdk.
     if name == "SentinelSpanExporter":
-        from .integrations.span_exporter import SentinelSpanExporter
-
+        try:
+            from .integrations.span_exporter import SentinelSpanExporter
+        except ImportError as exc:
+            if not (exc.name or "").startswith("opentelemetry"):
+                raise
+            raise ImportError(
+                f"SentinelSpanExporter needs the OpenTelemetry SDK ({exc.name} is missing): "
+                "pip install 'sentinel-durable[otel]'",
+                name=exc.name,
+            ) from exc
         return SentinelSpanExporter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,7 +44,7 @@ def module_broker() -> Iterator[EmbeddedBroker]:
 
 
 @pytest.fixture
-def sentinel_client(module_broker: EmbeddedBroker, topic: str, spool_dir: Path) -> Iterator[sentinel.Client]:
+def capturing_client(module_broker: EmbeddedBroker, topic: str, spool_dir: Path) -> Iterator[sentinel.Client]:
     with sentinel.Client(
         brokers=[module_broker.bootstrap_servers], topic=topic, spool_dir=spool_dir, **QUICK_RETRIES
     ) as made:

@@ -108,16 +108,16 @@ def span_ids(span: Any) -> tuple[str, str]:
 
 @pytest.mark.parametrize(("api", "stream"), STREAMING)
 def test_a_sync_call_tracks_one_event(
-    api: str, stream: bool, provider: FakeProvider, sentinel_client: sentinel.Client,
+    api: str, stream: bool, provider: FakeProvider, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     kind, model, finish = APIS[api]
     llm = llm_client(provider, kind, is_async=False)
-    assert sentinel_client.instrument(llm, service="chat-api") is llm
+    assert capturing_client.instrument(llm, service="chat-api") is llm
     with _tracer.start_as_current_span("request") as span:
         seen = call(llm, api, stream)
     assert seen == ANSWER
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service="chat-api", model=f"{model}-2026-01-01", finish_reason=finish, ids=span_ids(span))
     assert event["metadata"]["provider"] == kind
 
@@ -149,18 +149,18 @@ async def test_an_async_call_tracks_one_event(
 @pytest.mark.parametrize("status", [429, 500])
 @pytest.mark.parametrize("api", ["chat", "responses", "messages", "messages.stream"])
 def test_an_api_error_is_tracked_and_reraised_unchanged(
-    api: str, status: int, provider: FakeProvider, sentinel_client: sentinel.Client,
+    api: str, status: int, provider: FakeProvider, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     kind, model, _ = APIS[api]
     library = openai if kind == "openai" else anthropic
     expected = library.RateLimitError if status == 429 else library.InternalServerError
-    llm = sentinel_client.instrument(llm_client(provider, kind, is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, kind, is_async=False), service="chat-api")
     provider.fail(status)
     with _tracer.start_as_current_span("request") as span, pytest.raises(expected) as raised:
         call(llm, api, stream=False)
     assert raised.value.status_code == status
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service="chat-api", model=model, response="", tokens=(0, 0), finish_reason="error",
                 errors=[expected.__name__ + ": Error code: " + str(status)], ids=span_ids(span))  # fmt: skip
 
@@ -168,14 +168,14 @@ def test_an_api_error_is_tracked_and_reraised_unchanged(
 @pytest.mark.asyncio
 @pytest.mark.parametrize("status", [429, 500])
 async def test_an_async_api_error_is_tracked_and_reraised(
-    status: int, provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    status: int, provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
     expected = anthropic.RateLimitError if status == 429 else anthropic.InternalServerError
-    llm = sentinel_client.instrument(llm_client(provider, "anthropic", is_async=True), service="async-api")
+    llm = capturing_client.instrument(llm_client(provider, "anthropic", is_async=True), service="async-api")
     provider.fail(status)
     with pytest.raises(expected):
         await acall(llm, "messages", stream=True)
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service="async-api", model="claude-x", response="", tokens=(0, 0), finish_reason="error",
                 errors=[expected.__name__])  # fmt: skip
 
@@ -196,11 +196,11 @@ def helper_call(llm: Any, helper: str) -> str:
     "helper", ["chat.completions.stream", "responses.stream", "chat.completions.parse", "responses.parse"]
 )
 def test_the_openai_helpers_are_tracked(
-    helper: str, provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    helper: str, provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
-    llm = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
     assert helper_call(llm, helper) == ANSWER
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service="chat-api", model="gpt-4o-2026-01-01")
 
 
@@ -208,9 +208,9 @@ def test_the_openai_helpers_are_tracked(
 
 
 def test_a_stream_that_fails_midway_tracks_the_text_so_far_and_the_error(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
-    llm = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
     provider.answer(chunks=3, break_after=2)
     seen: list[str | None] = []
 
@@ -220,46 +220,46 @@ def test_a_stream_that_fails_midway_tracks_the_text_so_far_and_the_error(
 
     with pytest.raises(openai.APIError):  # the library's own error, as without instrumentation
         read()
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert event["response"]["text"] == "".join(seen[1:]) != ""
     assert event["response"]["finish_reason"] == "error"
     assert len(event["errors"]) == 1
 
 
 def test_a_stream_closed_early_tracks_the_text_so_far(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
-    llm = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
     provider.answer(chunks=5)
     with llm.chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES, stream=True) as stream:
         first, second = next(stream), next(stream)
     assert stream.response.is_closed
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert event["response"]["text"] == (first.choices[0].delta.content or "") + second.choices[0].delta.content
     assert event["response"]["finish_reason"] == "incomplete"
     assert event["errors"] == []
 
 
 def test_a_stream_dropped_unfinished_is_tracked_when_collected(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
-    llm = sentinel_client.instrument(llm_client(provider, "anthropic", is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, "anthropic", is_async=False), service="chat-api")
     for _ in llm.messages.create(model="claude-x", max_tokens=64, messages=ANTHROPIC_MESSAGES, stream=True):
         break  # the application stops reading and drops the stream
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert event["response"]["finish_reason"] == "incomplete"
     assert event["prompt"]["tokens"] == 12
 
 
 def test_the_caller_sees_the_chunks_it_would_see_uninstrumented(
-    provider: FakeProvider, sentinel_client: sentinel.Client
+    provider: FakeProvider, capturing_client: sentinel.Client
 ) -> None:
     def chunks(llm: Any, **options: Any) -> list[dict[str, Any]]:
         stream = llm.chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES, stream=True, **options)
         return [chunk.model_dump(exclude={"created"}) for chunk in stream]
 
     plain = llm_client(provider, "openai", is_async=False)
-    instrumented = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    instrumented = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
     assert chunks(instrumented) == chunks(plain)  # the usage chunk it asked for is not shown
     assert provider.requests[-2]["stream_options"] == {"include_usage": True}
     with_usage = {"stream_options": {"include_usage": True}}
@@ -269,9 +269,9 @@ def test_the_caller_sees_the_chunks_it_would_see_uninstrumented(
 
 
 def test_a_caller_who_declines_usage_is_not_overruled(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
-    llm = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
     options = {"include_usage": False}
     assert (
         "".join(
@@ -283,7 +283,7 @@ def test_a_caller_who_declines_usage_is_not_overruled(
         == ANSWER
     )
     assert provider.requests[-1]["stream_options"] == options
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert (event["prompt"]["tokens"], event["response"]["tokens"]) == (0, 0)
     assert event["response"]["text"] == ANSWER
 
@@ -292,15 +292,15 @@ def test_a_caller_who_declines_usage_is_not_overruled(
 
 
 def test_capture_content_false_keeps_the_text_out(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
-    llm = sentinel_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api",
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api",
                                      capture_content=False)  # fmt: skip
     call(llm, "chat", stream=True)
     provider.fail(429)
     with pytest.raises(openai.RateLimitError):
         call(llm, "chat", stream=False)
-    ok, failed = delivered(sentinel_client, module_broker, topic, count=2)
+    ok, failed = delivered(capturing_client, module_broker, topic, count=2)
     check_event(ok, service="chat-api", model="gpt-4o-2026-01-01", prompt="", response="")
     check_event(failed, service="chat-api", model="gpt-4o", prompt="", response="", tokens=(0, 0),
                 finish_reason="error", errors=["RateLimitError"])  # fmt: skip
@@ -323,30 +323,30 @@ def test_prices_defaults_and_before_send_apply(
 
 
 def test_copies_made_with_with_options_are_instrumented_and_uninstrument_undoes_it(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
     from sentinel_durable.integrations.instrument import uninstrument
 
-    llm = sentinel_client.instrument(llm_client(provider, "anthropic", is_async=False), service="chat-api")
+    llm = capturing_client.instrument(llm_client(provider, "anthropic", is_async=False), service="chat-api")
     call(llm.with_options(timeout=30), "messages", stream=False)
     uninstrument(llm)
     call(llm, "messages", stream=False)
     other = llm_client(provider, "anthropic", is_async=False)  # never instrumented: the class is untouched
     call(other, "messages", stream=False)
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert event["prompt"]["text"] == PROMPT_TEXT
-    assert sentinel_client.stats().spooled == 0
-    assert sentinel_client.stats().delivered == 1
+    assert capturing_client.stats().spooled == 0
+    assert capturing_client.stats().delivered == 1
 
 
 def test_instrumenting_again_replaces_the_first_instrumentation(
-    provider: FakeProvider, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
     llm = llm_client(provider, "openai", is_async=False)
-    sentinel_client.instrument(llm, service="first")
-    sentinel_client.instrument(llm, service="second")
+    capturing_client.instrument(llm, service="first")
+    capturing_client.instrument(llm, service="second")
     call(llm, "chat", stream=False)
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert event["service_name"] == "second"
 
 
@@ -369,15 +369,15 @@ def test_telemetry_that_fails_is_counted_and_logged_once_and_never_breaks_the_ca
     assert ANSWER not in caplog.text
 
 
-def test_instrument_refuses_what_it_cannot_instrument(sentinel_client: sentinel.Client) -> None:
+def test_instrument_refuses_what_it_cannot_instrument(capturing_client: sentinel.Client) -> None:
     with pytest.raises(TypeError, match=r"openai\.OpenAI"):
-        sentinel_client.instrument(object(), service="svc")
+        capturing_client.instrument(object(), service="svc")
     with pytest.raises(TypeError, match="service"):
-        sentinel_client.instrument(openai.OpenAI(api_key="k"), service="")
+        capturing_client.instrument(openai.OpenAI(api_key="k"), service="")
     with pytest.raises(TypeError, match="unexpected keyword argument 'prompt'"):
-        sentinel_client.instrument(openai.OpenAI(api_key="k"), service="svc", prompt="x")
+        capturing_client.instrument(openai.OpenAI(api_key="k"), service="svc", prompt="x")
     with pytest.raises(sentinel.ConfigError, match=r"prices\['gpt-4o'\]"):
-        sentinel_client.instrument(openai.OpenAI(api_key="k"), service="svc", prices={"gpt-4o": 2.5})
+        capturing_client.instrument(openai.OpenAI(api_key="k"), service="svc", prices={"gpt-4o": 2.5})
 
 
 def test_a_sync_llm_client_with_an_async_client(
@@ -390,3 +390,41 @@ def test_a_sync_llm_client_with_an_async_client(
     asyncio.run(client.close())
     (event,) = read_events(module_broker, topic)
     check_event(event, service="mixed", model="gpt-4o-2026-01-01")
+
+
+# -- the optional packages -------------------------------------------------------------------------
+
+
+def test_importing_the_package_imports_no_integration_library() -> None:
+    from conftest import run_python
+
+    result = run_python(
+        """
+        import sys, tempfile
+        import sentinel_durable
+        from sentinel_durable.integrations import capture, instrument, llm_calls, streams, span_reading
+        with sentinel_durable.Client(brokers=["127.0.0.1:1"], topic="t", spool_dir=tempfile.mkdtemp()) as client:
+            client.track(service="s", model="m", prompt="p", response="r", latency_ms=1.0)
+        print(sorted({name.split(".")[0] for name in sys.modules} & {"openai", "anthropic", "opentelemetry"}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_exporter_without_the_otel_extra_names_it() -> None:
+    from conftest import run_python
+
+    result = run_python(
+        """
+        import sys
+        sys.modules["opentelemetry.sdk"] = None  # as if opentelemetry-sdk were not installed
+        import sentinel_durable
+        try:
+            sentinel_durable.SentinelSpanExporter
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'sentinel-durable[otel]'" in result.stdout

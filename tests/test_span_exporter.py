@@ -90,8 +90,8 @@ def tracing() -> Iterator[Tracing]:
 
 
 @pytest.fixture
-def traced(tracing: Tracing, sentinel_client: sentinel.Client) -> Iterator[Traced]:
-    made = Traced(tracing, sentinel_client)
+def traced(tracing: Tracing, capturing_client: sentinel.Client) -> Iterator[Traced]:
+    made = Traced(tracing, capturing_client)
     try:
         yield made
     finally:
@@ -122,7 +122,7 @@ def exported_ids(traced: Traced) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_openllmetry_openai_chat_spans_become_events(
-    stream: bool, provider: FakeProvider, traced: Traced, sentinel_client: sentinel.Client,
+    stream: bool, provider: FakeProvider, traced: Traced, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     llm = openai_client(provider)
@@ -131,23 +131,23 @@ def test_openllmetry_openai_chat_spans_become_events(
     if stream:
         assert "".join(c.choices[0].delta.content or "" for c in result if c.choices) == ANSWER
     traced.spans_exported()
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service=SERVICE, model="gpt-4o-2026-01-01", ids=exported_ids(traced)[0])
     assert event["metadata"] == {"operation": "chat", "provider": "openai", "response_id": "chatcmpl-fake"}
 
 
 def test_openllmetry_openai_responses_spans_become_events(
-    provider: FakeProvider, traced: Traced, sentinel_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+    provider: FakeProvider, traced: Traced, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
 ) -> None:
     openai_client(provider).responses.create(model="gpt-4o", instructions=SYSTEM, input=QUESTION)
     traced.spans_exported()
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service=SERVICE, model="gpt-4o-2026-01-01", ids=exported_ids(traced)[0])
 
 
 @pytest.mark.parametrize("status", [429, 500])
 def test_openllmetry_openai_api_errors_become_events_with_errors(
-    status: int, provider: FakeProvider, traced: Traced, sentinel_client: sentinel.Client,
+    status: int, provider: FakeProvider, traced: Traced, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     expected = openai.RateLimitError if status == 429 else openai.InternalServerError
@@ -155,7 +155,7 @@ def test_openllmetry_openai_api_errors_become_events_with_errors(
     with pytest.raises(expected):
         openai_client(provider).chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES)
     traced.spans_exported()
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service=SERVICE, model="gpt-4o", response="", tokens=(0, 0), finish_reason="error",
                 errors=[f"openai.{expected.__name__}: Error code: {status}"], ids=exported_ids(traced)[0])  # fmt: skip
 
@@ -186,7 +186,7 @@ async def test_openllmetry_async_openai_stream_with_an_async_client(
 
 @pytest.mark.parametrize("how", ["create", "create-stream", "stream"])
 def test_openllmetry_anthropic_spans_become_events_and_the_sdks_own_spans_of_them_do_not(
-    how: str, provider: FakeProvider, traced: Traced, sentinel_client: sentinel.Client,
+    how: str, provider: FakeProvider, traced: Traced, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     llm = anthropic_client(provider, traced)  # the SDK traces each call too, on the same provider
@@ -204,7 +204,7 @@ def test_openllmetry_anthropic_spans_become_events_and_the_sdks_own_spans_of_the
     else:
         llm.messages.create(**request)
     traced.spans_exported()
-    (event,) = delivered(sentinel_client, module_broker, topic)  # one event per call, not two
+    (event,) = delivered(capturing_client, module_broker, topic)  # one event per call, not two
     assert event["metadata"]["provider"] == "anthropic"
     assert (event["trace_id"], event["span_id"]) in exported_ids(traced)
     check_event(event, service=SERVICE, model="claude-x-2026-01-01", tokens=(12, event["response"]["tokens"]))
@@ -213,7 +213,7 @@ def test_openllmetry_anthropic_spans_become_events_and_the_sdks_own_spans_of_the
 
 @pytest.mark.parametrize("status", [429, 500])
 def test_openllmetry_anthropic_api_errors_become_events_with_errors(
-    status: int, provider: FakeProvider, traced: Traced, sentinel_client: sentinel.Client,
+    status: int, provider: FakeProvider, traced: Traced, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     expected = anthropic.RateLimitError if status == 429 else anthropic.InternalServerError
@@ -221,7 +221,7 @@ def test_openllmetry_anthropic_api_errors_become_events_with_errors(
     with pytest.raises(expected):
         anthropic_client(provider, traced).messages.create(model="claude-x", max_tokens=64, messages=ANTHROPIC_MESSAGES)
     traced.spans_exported()
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service=SERVICE, model="claude-x", prompt=QUESTION, response="", tokens=(0, 0),
                 finish_reason="error", errors=[f"anthropic.{expected.__name__}: Error code: {status}"])  # fmt: skip
 

@@ -24,9 +24,9 @@ SERVICE = "sdk-traced-app"
 
 
 @pytest.fixture
-def tracer_provider(sentinel_client: sentinel.Client) -> Iterator[TracerProvider]:
+def tracer_provider(capturing_client: sentinel.Client) -> Iterator[TracerProvider]:
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
-    provider.add_span_processor(BatchSpanProcessor(sentinel.SentinelSpanExporter(sentinel_client)))
+    provider.add_span_processor(BatchSpanProcessor(sentinel.SentinelSpanExporter(capturing_client)))
     try:
         yield provider
     finally:
@@ -35,7 +35,7 @@ def tracer_provider(sentinel_client: sentinel.Client) -> Iterator[TracerProvider
 
 @pytest.mark.parametrize("status", [200, 429])
 def test_the_anthropic_sdks_own_spans_become_events_when_no_instrumentation_wraps_it(
-    status: int, provider: FakeProvider, tracer_provider: TracerProvider, sentinel_client: sentinel.Client,
+    status: int, provider: FakeProvider, tracer_provider: TracerProvider, capturing_client: sentinel.Client,
     module_broker: EmbeddedBroker, topic: str,
 ) -> None:  # fmt: skip
     assert type(anthropic.resources.messages.Messages.create) is types.FunctionType  # not instrumented
@@ -50,7 +50,7 @@ def test_the_anthropic_sdks_own_spans_become_events_when_no_instrumentation_wrap
         with pytest.raises(anthropic.RateLimitError):
             llm.messages.create(**request)
     assert tracer_provider.force_flush(10_000)
-    (event,) = delivered(sentinel_client, module_broker, topic)
+    (event,) = delivered(capturing_client, module_broker, topic)
     assert event["metadata"]["provider"] == "anthropic"
     assert len(event["trace_id"]) == 32
     assert len(event["span_id"]) == 16
