@@ -277,18 +277,8 @@ class AsyncClient:
         prices: Prices | None = None,
         **defaults: Any,
     ) -> _L:
-        """Track every call of ``llm_client`` (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
-        ``AsyncAnthropic``) through this client; returns ``llm_client`` itself, instrumented.
-
-        Each ``chat.completions.create``, ``responses.create``, ``messages.create`` and
-        ``messages.stream`` call tracks one event: the response's model, the prompt (see
-        docs/integrations.md for its text), the response text, tokens, finish reason, latency, and
-        the API's exception in ``errors`` (re-raised unchanged). A stream's event is tracked when
-        it ends, is closed, or fails. ``capture_content=False`` leaves the text out; ``prices``
-        (model -> USD per 1,000 input and output tokens, or a callable) sets the cost; ``defaults``
-        are ``metadata``, ``cost_usd``, ``finish_reason``, ``trace_id``, ``span_id``. Telemetry
-        never breaks a call: what cannot be tracked is counted in ``stats().capture_errors``.
-        """
+        """Track every call of ``llm_client`` through this client, as ``Client.instrument`` (the
+        same options; docs/integrations.md). Await an async LLM client's calls as usual."""
         from .integrations.instrument import instrument
 
         return instrument(self, llm_client, service=service, capture_content=capture_content, prices=prices, **defaults)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,17 +168,22 @@ def test_an_api_error_is_tracked_and_reraised_unchanged(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("status", [429, 500])
+@pytest.mark.parametrize(("api", "stream"), [("chat", False), ("responses", True), ("messages", True),
+                                             ("messages.stream", True)])  # fmt: skip
 async def test_an_async_api_error_is_tracked_and_reraised(
-    status: int, provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
-) -> None:
-    expected = anthropic.RateLimitError if status == 429 else anthropic.InternalServerError
-    llm = capturing_client.instrument(llm_client(provider, "anthropic", is_async=True), service="async-api")
+    api: str, stream: bool, status: int, provider: FakeProvider, capturing_client: sentinel.Client,
+    module_broker: EmbeddedBroker, topic: str,
+) -> None:  # fmt: skip
+    kind, model, _ = APIS[api]
+    library = openai if kind == "openai" else anthropic
+    expected = library.RateLimitError if status == 429 else library.InternalServerError
+    llm = capturing_client.instrument(llm_client(provider, kind, is_async=True), service="async-api")
     provider.fail(status)
-    with pytest.raises(expected):
-        await acall(llm, "messages", stream=True)
+    with _tracer.start_as_current_span("request") as span, pytest.raises(expected):
+        await acall(llm, api, stream)
     (event,) = delivered(capturing_client, module_broker, topic)
-    check_event(event, service="async-api", model="claude-x", response="", tokens=(0, 0), finish_reason="error",
-                errors=[expected.__name__])  # fmt: skip
+    check_event(event, service="async-api", model=model, response="", tokens=(0, 0), finish_reason="error",
+                errors=[expected.__name__ + ": Error code: " + str(status)], ids=span_ids(span))  # fmt: skip
 
 
 def helper_call(llm: Any, helper: str) -> str:
@@ -249,6 +255,17 @@ def test_a_stream_dropped_unfinished_is_tracked_when_collected(
     (event,) = delivered(capturing_client, module_broker, topic)
     assert event["response"]["finish_reason"] == "incomplete"
     assert event["prompt"]["tokens"] == 12
+
+
+def test_the_event_is_timed_from_the_calls_start_not_its_end(
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+) -> None:
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    stream = llm.chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES, stream=True)
+    created = datetime.now(UTC)  # the call started before this; the stream is read after it
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == ANSWER
+    (event,) = delivered(capturing_client, module_broker, topic)
+    assert datetime.fromisoformat(event["timestamp"]) <= created
 
 
 def test_the_caller_sees_the_chunks_it_would_see_uninstrumented(

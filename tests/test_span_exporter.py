@@ -52,8 +52,9 @@ class Traced:
         tracing.switch.target = self
 
     def export(self, spans: Any) -> SpanExportResult:
-        for made in spans:
-            if (made.attributes or {}).get("gen_ai.operation.name") == "chat":
+        for made in spans:  # the instrumentations' model-call spans (not the Anthropic SDK's own)
+            scope = made.instrumentation_scope.name if made.instrumentation_scope else ""
+            if (made.attributes or {}).get("gen_ai.operation.name") == "chat" and scope != "com.anthropic.sdk.python":
                 context = made.get_span_context()
                 self.seen.append((f"{context.trace_id:032x}", f"{context.span_id:016x}"))
         return self.exporter.export(spans)
@@ -161,24 +162,38 @@ def test_openllmetry_openai_api_errors_become_events_with_errors(
 
 
 @pytest.mark.asyncio
-async def test_openllmetry_async_openai_stream_with_an_async_client(
-    provider: FakeProvider, tracing: Tracing, module_broker: EmbeddedBroker, topic: str, spool_dir: Path
-) -> None:
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_openllmetry_async_calls_with_an_async_client(
+    kind: str, stream: bool, provider: FakeProvider, tracing: Tracing, module_broker: EmbeddedBroker, topic: str,
+    spool_dir: Path,
+) -> None:  # fmt: skip
     client = sentinel.AsyncClient(brokers=[module_broker.bootstrap_servers], topic=topic, spool_dir=spool_dir,
                                   **QUICK_RETRIES)  # fmt: skip
     traced = Traced(tracing, client)
     try:
-        llm = openai_client(provider, is_async=True)
-        stream = await llm.chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES, stream=True,
-                                                   stream_options={"include_usage": True})  # fmt: skip
-        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == ANSWER
+        if kind == "openai":
+            llm = openai_client(provider, is_async=True)
+            options: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+            result = await llm.chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES, **options)
+            if stream:
+                assert "".join([c.choices[0].delta.content or "" async for c in result if c.choices]) == ANSWER
+        else:
+            llm = anthropic_client(provider, is_async=True)
+            result = await llm.messages.create(model="claude-x", max_tokens=64, system=SYSTEM,
+                                               messages=ANTHROPIC_MESSAGES, stream=stream)  # fmt: skip
+            if stream:
+                assert "".join([e.delta.text async for e in result if e.type == "content_block_delta"]) == ANSWER
         await asyncio.to_thread(traced.spans_exported)  # the batch processor's thread spools
         assert await client.flush(15)
     finally:
         tracing.switch.target = None
         await client.close()
     (event,) = [json.loads(r.value) for r in module_broker.read_topic(topic, expected=1, timeout=15)]
-    check_event(event, service=SERVICE, model="gpt-4o-2026-01-01", ids=exported_ids(traced)[0])
+    model = "gpt-4o-2026-01-01" if kind == "openai" else "claude-x-2026-01-01"
+    check_event(event, service=SERVICE, model=model, ids=exported_ids(traced)[0],
+                tokens=(12, event["response"]["tokens"]))  # fmt: skip
+    assert event["response"]["tokens"] in (7, 8)  # OpenLLMetry counts an Anthropic stream's first output token twice
 
 
 # -- Anthropic: OpenLLMetry's instrumentation, and the SDK's own spans ----------------------------
@@ -206,7 +221,7 @@ def test_openllmetry_anthropic_spans_become_events_and_the_sdks_own_spans_of_the
     traced.spans_exported()
     (event,) = delivered(capturing_client, module_broker, topic)  # one event per call, not two
     assert event["metadata"]["provider"] == "anthropic"
-    assert (event["trace_id"], event["span_id"]) in exported_ids(traced)
+    assert (event["trace_id"], event["span_id"]) == exported_ids(traced)[0]  # the instrumentation's span
     check_event(event, service=SERVICE, model="claude-x-2026-01-01", tokens=(12, event["response"]["tokens"]))
     assert event["response"]["tokens"] in (7, 8)  # OpenLLMetry counts the stream's first output token twice
 
@@ -224,6 +239,7 @@ def test_openllmetry_anthropic_api_errors_become_events_with_errors(
     (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service=SERVICE, model="claude-x", prompt=QUESTION, response="", tokens=(0, 0),
                 finish_reason="error", errors=[f"anthropic.{expected.__name__}: Error code: {status}"])  # fmt: skip
+    assert (event["trace_id"], event["span_id"]) == exported_ids(traced)[0]  # the instrumentation's span
 
 
 # -- options -------------------------------------------------------------------------------------

@@ -150,33 +150,37 @@ class Capture:
 
     def track(self, call: Call) -> None:
         """Track ``call`` from sync code (from a running loop's thread too, for an AsyncClient)."""
-        try:
-            fields = self.fields(call)
-        except Exception as exc:
-            self.failed(exc, 1)
+        event = self._event_or_none(call)
+        if event is None:
             return
         if self._sync is not None:
             sync = self._sync
-            self._guard(lambda: sync.track(**fields), 1)
+            self._guard(lambda: sync.send(event), 1)
         elif self._async is not None:
             aclient = self._async
-            self.run(lambda: aclient.track(**fields), 1)
+            self.run(lambda: aclient.send(event), 1)
 
     async def atrack(self, call: Call) -> None:
         """Track ``call`` from async code."""
-        try:
-            fields = self.fields(call)
-        except Exception as exc:
-            self.failed(exc, 1)
+        event = self._event_or_none(call)
+        if event is None:
             return
         if self._sync is not None:
             sync = self._sync
-            self._guard(lambda: sync.track(**fields), 1)
-        elif self._async is not None:
-            try:
-                await self._async.track(**fields)
-            except Exception as exc:
-                self.failed(exc, 1)
+            self._guard(lambda: sync.send(event), 1)
+            return
+        assert self._async is not None
+        try:
+            await self._async.send(event)
+        except Exception as exc:
+            self.failed(exc, 1)
+
+    def _event_or_none(self, call: Call) -> TelemetryEvent | None:
+        try:
+            return self.event(call)
+        except Exception as exc:
+            self.failed(exc, 1)
+            return None
 
     def send_batch(self, events: Sequence[TelemetryEvent]) -> bool:
         """Spool ``events`` (made by :meth:`event`) in one transaction from sync code; False (counted,
@@ -229,4 +233,3 @@ class Capture:
             )  # fmt: skip
         else:
             logger.debug("%s could not track %d %s%s: %s", self.source, count, what, plural, type(error).__name__)
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .capture import Call
@@ -48,7 +49,11 @@ class Api:
     observer: type[Observer]
 
     def start(self, kwargs: Mapping[str, Any]) -> Call:
-        call = Call(model=_text(kwargs.get("model")), metadata={"provider": self.provider, "operation": self.name})
+        call = Call(
+            model=_text(kwargs.get("model")),
+            metadata={"provider": self.provider, "operation": self.name},
+            timestamp=datetime.now(UTC),  # the event's time is the call's start, as a span's
+        )
         call.prompt = self.prompt(kwargs)
         return call
 
