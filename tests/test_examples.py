@@ -287,51 +287,71 @@ def test_self_contained_example_runs(name: str) -> None:
 
 # --- the instrumented integrations, against the fake provider server -----------------------------
 
+openai_instrumented = load_example("openai_instrumented")
 
-def llm_example(name: str, broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path) -> Any:
-    env = example_env() | {
+
+def llm_example_env(broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path) -> dict[str, str]:
+    return example_env() | {
         "SENTINEL_BROKERS": broker.bootstrap_servers,
         "SENTINEL_TOPIC": topic,
         "SENTINEL_SPOOL_DIR": str(spool_dir),
         "OPENAI_BASE_URL": provider.base_url,
         "OPENAI_API_KEY": "test-key",
     }
-    return subprocess.run(example_command(name, "What is Kafka?"), capture_output=True, text=True, timeout=120, env=env)
 
 
-@pytest.mark.usefixtures("fresh_provider")
-@pytest.mark.parametrize(("name", "calls"), [("openai_instrumented", 2), ("otel_genai", 1)])
-def test_an_llm_integration_example_tracks_each_call(
-    name: str, calls: int, broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path
-) -> None:
+def check_llm_example_events(events: list[dict[str, Any]], service: str) -> None:
     from genai_helpers import ANSWER
 
-    result = llm_example(name, broker, topic, provider, spool_dir)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count(ANSWER) == calls
-    events = topic_events(broker, topic, expected=calls)
-    assert len(events) == calls
     for event in events:
-        assert event["service_name"] == name.replace("_instrumented", "").replace("_genai", "") + "-example"
+        assert event["service_name"] == service
         assert event["model"] == "gpt-4o-mini-2026-01-01"
         assert event["prompt"]["text"].endswith("What is Kafka?")
         assert event["response"]["text"] == ANSWER
         assert (event["prompt"]["tokens"], event["response"]["tokens"]) == (12, 7)
         assert event["latency_ms"] > 0
-    if name == "openai_instrumented":
-        assert events[0]["cost_usd"] == pytest.approx((12 * 0.00015 + 7 * 0.0006) / 1000)
-    else:
-        assert len(events[0]["trace_id"]) == 32
 
 
 @pytest.mark.usefixtures("fresh_provider")
-@pytest.mark.parametrize("name", ["openai_instrumented", "otel_genai"])
-def test_an_llm_integration_example_tracks_a_failed_call_with_its_error(
-    name: str, broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path
+def test_openai_instrumented_tracks_the_call_and_the_stream(
+    broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from genai_helpers import ANSWER
+
+    for name, value in llm_example_env(broker, topic, provider, spool_dir).items():
+        monkeypatch.setenv(name, value)
+    assert openai_instrumented.main(["What is Kafka?"]) == 0
+    assert capsys.readouterr().out.count(ANSWER) == 2
+    events = topic_events(broker, topic, expected=2)
+    assert len(events) == 2
+    check_llm_example_events(events, "openai-example")
+    assert events[0]["cost_usd"] == pytest.approx((12 * 0.00015 + 7 * 0.0006) / 1000)
+
+
+@pytest.mark.usefixtures("fresh_provider")
+def test_openai_instrumented_tracks_a_failed_call_with_its_error(
+    broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in llm_example_env(broker, topic, provider, spool_dir).items():
+        monkeypatch.setenv(name, value)
     provider.fail(429, times=3)  # the first try and the client's two retries
-    result = llm_example(name, broker, topic, provider, spool_dir)
-    assert result.returncode == 1, result.stderr
+    assert openai_instrumented.main(["What is Kafka?"]) == 1
     (event,) = topic_events(broker, topic, expected=1)
     assert event["response"]["finish_reason"] == "error"
-    assert "RateLimitError" in event["errors"][0]
+    assert event["errors"][0].startswith("RateLimitError: Error code: 429")
+
+
+@pytest.mark.usefixtures("fresh_provider")
+def test_otel_genai_exports_the_calls_span_as_an_event(
+    broker: EmbeddedBroker, topic: str, provider: Any, spool_dir: Path
+) -> None:
+    # A process of its own: it instruments the openai library globally.
+    env = llm_example_env(broker, topic, provider, spool_dir)
+    result = subprocess.run(
+        example_command("otel_genai", "What is Kafka?"), capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    (event,) = topic_events(broker, topic, expected=1)
+    check_llm_example_events([event], "otel-example")
+    assert len(event["trace_id"]) == 32
