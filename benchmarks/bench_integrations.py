@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/bench_integrations.py --rounds 5
 
 1. A stream of 1,000 chunks, instrumented vs not (``client.instrument``):
-   - through the real ``openai`` client from the fake provider server (tests/fake_provider.py),
-     rounds alternating instrumented / not, medians compared: the overhead a user sees;
+   - through the real ``openai`` client from the fake provider server (tests/fake_provider.py, in a
+     process of its own), rounds alternating instrumented / not, medians compared: the overhead a
+     user sees, within the noise of the HTTP and SSE parsing around it;
    - the same 1,000 chunk objects (parsed once, ``openai.types.chat.ChatCompletionChunk``)
      iterated through the stream proxy vs directly: the per-chunk cost alone, without the
      HTTP and JSON noise around it.
@@ -21,8 +22,11 @@ rounds; nothing here asserts on a timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,20 +34,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))
 
-import openai
-from bench_common import unreachable_broker
-from fake_provider import FakeProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind
+import openai  # noqa: E402
+from bench_common import unreachable_broker  # noqa: E402
+from opentelemetry.sdk.resources import Resource  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.trace import SpanKind  # noqa: E402
 
-import sentinel_durable as sentinel
-from sentinel_durable.integrations.capture import Capture
-from sentinel_durable.integrations.llm_calls import OPENAI_CHAT
-from sentinel_durable.integrations.span_reading import call_of_span
-from sentinel_durable.integrations.streams import Ending, StreamProxy
+import sentinel_durable as sentinel  # noqa: E402
+from sentinel_durable.integrations.capture import Capture  # noqa: E402
+from sentinel_durable.integrations.llm_calls import OPENAI_CHAT  # noqa: E402
+from sentinel_durable.integrations.span_reading import call_of_span  # noqa: E402
+from sentinel_durable.integrations.streams import Ending, StreamProxy  # noqa: E402
 
 CHUNKS = 1000
 SPANS = 10_000
@@ -79,16 +83,44 @@ def offline_client(directory: str) -> sentinel.Client:
 # -- 1. streams ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def provider_process(text: str) -> Iterator[str]:
+    """The fake provider in a process of its own (in this one it would share the GIL with the
+    client being measured); yields its base URL, and stops it by its pid."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(TESTS / "fake_provider.py"), "--port", str(port), "--chunks", str(CHUNKS), "--text", text],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the fake provider did not start") from None
+                time.sleep(0.05)  # polling a port that is not open yet: nothing to wait on
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def bench_streams(rounds: int) -> list[str]:
     rows = []
     text = "x" * CHUNKS
-    with FakeProvider() as provider, tempfile.TemporaryDirectory() as directory:
-        provider.default.text, provider.default.chunks = text, CHUNKS
+    with provider_process(text) as base_url, tempfile.TemporaryDirectory() as directory:
         client = offline_client(directory)
-        plain = openai.OpenAI(base_url=provider.base_url, api_key="k", max_retries=0)
-        instrumented = client.instrument(
-            openai.OpenAI(base_url=provider.base_url, api_key="k", max_retries=0), service="bench"
-        )
+        plain = openai.OpenAI(base_url=base_url, api_key="k", max_retries=0)
+        instrumented = client.instrument(openai.OpenAI(base_url=base_url, api_key="k", max_retries=0), service="bench")
 
         def read(llm: Any) -> Callable[[], object]:
             def run() -> object:

@@ -329,6 +329,9 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8089)
-    with FakeProvider(port=parser.parse_args().port) as served:
+    parser.add_argument("--chunks", type=int, default=3, help="text pieces of a streamed answer")
+    parser.add_argument("--text", default=Answer.text, help="the answer")
+    arguments = parser.parse_args()
+    with FakeProvider(port=arguments.port, default=Answer(text=arguments.text, chunks=arguments.chunks)) as served:
         print(f"serving OpenAI at {served.base_url}, Anthropic at {served.anthropic_base_url}", flush=True)
         threading.Event().wait()
