@@ -339,7 +339,7 @@ def test_openai_instrumented_tracks_a_failed_call_with_its_error(
     assert openai_instrumented.main(["What is Kafka?"]) == 1
     (event,) = topic_events(broker, topic, expected=1)
     assert event["response"]["finish_reason"] == "error"
-    assert event["errors"][0].startswith("RateLimitError: Error code: 429")
+    assert event["errors"][0].startswith("openai.RateLimitError: Error code: 429")
 
 
 @pytest.mark.usefixtures("fresh_provider")

@@ -163,7 +163,7 @@ def test_an_api_error_is_tracked_and_reraised_unchanged(
     assert raised.value.status_code == status
     (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service="chat-api", model=model, response="", tokens=(0, 0), finish_reason="error",
-                errors=[expected.__name__ + ": Error code: " + str(status)], ids=span_ids(span))  # fmt: skip
+                errors=[f"{kind}.{expected.__name__}: Error code: {status}"], ids=span_ids(span))  # fmt: skip
 
 
 @pytest.mark.asyncio
@@ -183,7 +183,7 @@ async def test_an_async_api_error_is_tracked_and_reraised(
         await acall(llm, api, stream)
     (event,) = delivered(capturing_client, module_broker, topic)
     check_event(event, service="async-api", model=model, response="", tokens=(0, 0), finish_reason="error",
-                errors=[expected.__name__ + ": Error code: " + str(status)], ids=span_ids(span))  # fmt: skip
+                errors=[f"{kind}.{expected.__name__}: Error code: {status}"], ids=span_ids(span))  # fmt: skip
 
 
 def helper_call(llm: Any, helper: str) -> str:
@@ -320,7 +320,7 @@ def test_capture_content_false_keeps_the_text_out(
     ok, failed = delivered(capturing_client, module_broker, topic, count=2)
     check_event(ok, service="chat-api", model="gpt-4o-2026-01-01", prompt="", response="")
     check_event(failed, service="chat-api", model="gpt-4o", prompt="", response="", tokens=(0, 0),
-                finish_reason="error", errors=["RateLimitError"])  # fmt: skip
+                finish_reason="error", errors=["openai.RateLimitError"])  # fmt: skip
 
 
 def test_prices_defaults_and_before_send_apply(
@@ -393,8 +393,26 @@ def test_instrument_refuses_what_it_cannot_instrument(capturing_client: sentinel
         capturing_client.instrument(openai.OpenAI(api_key="k"), service="")
     with pytest.raises(TypeError, match="unexpected keyword argument 'prompt'"):
         capturing_client.instrument(openai.OpenAI(api_key="k"), service="svc", prompt="x")
-    with pytest.raises(sentinel.ConfigError, match=r"prices\['gpt-4o'\]"):
+    with pytest.raises(sentinel.ConfigError, match=r"^prices\['gpt-4o'\]=2\.5: must be \(input, output\)"):
         capturing_client.instrument(openai.OpenAI(api_key="k"), service="svc", prices={"gpt-4o": 2.5})
+    with pytest.raises(sentinel.ConfigError, match="model name must be a non-empty string"):
+        capturing_client.instrument(openai.OpenAI(api_key="k"), service="svc", prices={1: (1.0, 2.0)})
+
+
+def test_a_prices_callable_that_fails_costs_the_event_its_cost_not_the_event(
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    def prices(model: str, tokens_in: int, tokens_out: int) -> float:
+        raise KeyError(model)
+
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api", prices=prices)
+    call(llm, "chat", stream=False)
+    call(llm, "chat", stream=False)
+    first, second = delivered(capturing_client, module_broker, topic, count=2)
+    assert first["cost_usd"] == second["cost_usd"] == 0.0
+    assert capturing_client.stats().capture_errors == 0
+    assert len([r for r in caplog.records if "prices callable failed" in r.getMessage()]) == 1
 
 
 def test_a_sync_llm_client_with_an_async_client(

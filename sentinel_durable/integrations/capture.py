@@ -90,6 +90,7 @@ class Capture:
         self.defaults = dict(defaults or {})
         self._counter: Counter = client._capture_errors
         self._logged = False
+        self._cost_failure_logged = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- a call to fields ---------------------------------------------------------------------------
@@ -113,10 +114,8 @@ class Capture:
         completion_tokens = call.completion_tokens or 0
         fields: dict[str, Any] = {**self.defaults}
         metadata = {**(fields.get("metadata") or {}), **call.metadata}
-        if call.cost_usd is not None:
-            cost = call.cost_usd
-        else:
-            cost = self.cost(call.model, prompt_tokens, completion_tokens) or fields.get("cost_usd", 0.0)
+        cost = call.cost_usd if call.cost_usd is not None else self._cost(call.model, prompt_tokens, completion_tokens)
+        cost = cost or fields.get("cost_usd", 0.0)
         fields.update(
             service=service,
             model=call.model,
@@ -134,6 +133,17 @@ class Capture:
         if call.trace_id is not None or call.span_id is not None:
             fields.update(trace_id=call.trace_id, span_id=call.span_id)
         return fields
+
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """The price table's cost; 0 when the user's ``prices`` callable fails (logged once): the
+        event is kept without its cost rather than lost."""
+        try:
+            return self.cost(model, prompt_tokens, completion_tokens)
+        except Exception as exc:
+            if not self._cost_failure_logged:
+                self._cost_failure_logged = True
+                logger.warning("%s: the prices callable failed; events get cost_usd=0", self.source, exc_info=exc)
+            return 0.0
 
     def event(self, call: Call) -> TelemetryEvent:
         """The event of ``call`` checked against the client's rules (its timestamp the call's start)."""

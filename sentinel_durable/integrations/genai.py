@@ -112,12 +112,14 @@ def cost_function(prices: Prices | None) -> Callable[[str, int, int], float]:
     if not isinstance(prices, Mapping):
         raise ConfigError(
             "prices",
-            "must be a mapping model -> (input, output) USD per 1,000 tokens, or a callable; "
-            f"got {type(prices).__name__}",
+            "must be a mapping model -> (input, output) USD per 1,000 tokens, or a callable",
+            prices,
         )
     table: dict[str, tuple[float, float]] = {}
     for model, price in prices.items():
-        table[str(model)] = _price_pair(model, price)
+        if not isinstance(model, str) or not model:
+            raise ConfigError("prices", "each model name must be a non-empty string", model)
+        table[model] = _price_pair(model, price)
 
     def cost(model: str, input_tokens: int, output_tokens: int) -> float:
         price = table.get(model)
@@ -138,7 +140,7 @@ def _price_pair(model: object, price: object) -> tuple[float, float]:
         and all(_is_price(value) for value in price)
     ):
         return float(price[0]), float(price[1])
-    raise ConfigError("prices", f"prices[{model!r}] must be (input, output): two numbers >= 0, USD per 1,000 tokens")
+    raise ConfigError(f"prices[{model!r}]", "must be (input, output): two numbers >= 0, USD per 1,000 tokens", price)
 
 
 def _is_price(value: object) -> bool:

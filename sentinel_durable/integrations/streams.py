@@ -30,8 +30,14 @@ _MAX_ERROR_LENGTH = 2000
 
 
 def describe(error: BaseException) -> str:
-    """The text of an API error on the event: its class and message."""
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    """The text of an API error on the event: its class and message, as OpenTelemetry's
+    ``exception.type`` and ``exception.message`` read (``openai.RateLimitError: Error code: 429 ...``),
+    so that the exporter and ``instrument`` write the same text for one error."""
+    kind = type(error)
+    name = (
+        kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    text = f"{name}: {error}" if str(error) else name
     return text if len(text) <= _MAX_ERROR_LENGTH else text[: _MAX_ERROR_LENGTH - 3] + "..."
 
 
