@@ -60,6 +60,79 @@ def kafka_python_as_our_transport(bootstrap: str, topic: str, record: ClaimedRec
         producer.close(timeout=5)
 
 
+def confluent_as_our_transport(bootstrap: str, topic: str, record: ClaimedRecord, count: int) -> float:
+    """A raw confluent-kafka ``Producer`` with our transport's settings, key and headers, no spool:
+    produce ``count`` records, then flush; records/s (the baseline of the confluent drain)."""
+    from confluent_kafka import Producer
+
+    from sentinel_durable.transports.confluent import producer_settings
+
+    config = Config(brokers=[bootstrap], topic=topic, transport="confluent")
+    # Our settings, but for message.timeout.ms: N records queued at once wait longer than one write_timeout
+    # in librdkafka's queue (our transport queues a batch at a time); the timeout does not change the rate.
+    producer = Producer(producer_settings(config) | {"message.timeout.ms": 600_000})
+    key, headers = record_key(config, record), record_headers(record)
+    failed: list[object] = []
+
+    def acked(error: object, message: object) -> None:
+        if error is not None:
+            failed.append(error)
+
+    producer.produce(topic, value=record.data, key=key, headers=headers, on_delivery=acked)
+    producer.flush(30)  # metadata and topic creation, not timed
+    started = time.perf_counter()
+    for _ in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=record.data, key=key, headers=headers,
+                                 timestamp=record.event_time_ms, on_delivery=acked)  # fmt: skip
+                break
+            except BufferError:  # the local queue is full: serve callbacks, as our transport does
+                producer.poll(0.01)
+        producer.poll(0)
+    if producer.flush(600) != 0 or failed:
+        raise RuntimeError(f"the raw confluent producer did not deliver everything ({len(failed)} failed)")
+    return rate(count, time.perf_counter() - started)
+
+
+def sqlite_one_row_commits(value: bytes, count: int) -> float:
+    """Bare ``sqlite3``: one row of ``value`` per WAL commit at ``synchronous=NORMAL`` (the durability
+    of our ``process`` mode); commits/s. The physical limit of per-call ``track``."""
+    with spool_dir("sqlite-commits") as directory:
+        connection = sqlite3.connect(directory / "commits.db", isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("CREATE TABLE queue (id INTEGER PRIMARY KEY, data BLOB, ts INTEGER)")
+            now = int(time.time() * 1000)
+            started = time.perf_counter()
+            for _ in range(count):
+                connection.execute("INSERT INTO queue (data, ts) VALUES (?, ?)", (value, now))  # autocommit
+            return rate(count, time.perf_counter() - started)
+        finally:
+            connection.close()
+
+
+def sqlite_executemany_batches(value: bytes, count: int, batch: int) -> float:
+    """Bare ``sqlite3``: ``executemany`` of ``batch`` rows a transaction, WAL at ``synchronous=NORMAL``,
+    ``count`` rows in all; rows/s (the limit of ``send_batch`` of ``batch`` events)."""
+    with spool_dir("sqlite-batches") as directory:
+        connection = sqlite3.connect(directory / "batches.db", isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("CREATE TABLE queue (id INTEGER PRIMARY KEY, data BLOB, ts INTEGER)")
+            rows = [(value, int(time.time() * 1000))] * batch
+            started = time.perf_counter()
+            for _ in range(count // batch):
+                connection.execute("BEGIN IMMEDIATE")
+                connection.executemany("INSERT INTO queue (data, ts) VALUES (?, ?)", rows)
+                connection.execute("COMMIT")
+            return rate(count // batch * batch, time.perf_counter() - started)
+        finally:
+            connection.close()
+
+
 def persist_queue(value: bytes, count: int) -> PersistQueueFigures:
     """``persistqueue.SQLiteAckQueue``: ``put`` per call, then ``get`` + ``ack`` per item."""
     with spool_dir("pq") as directory:

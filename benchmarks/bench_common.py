@@ -43,6 +43,9 @@ class Scale:
     latency_sends: int = 5_000
     big_backlog: int = 1_000_000
     constructions: int = 5
+    small_backlog: int = 10_000
+    size_volume_mb: float = 50.0
+    writer_calls: int = 2_000
 
     def quick(self) -> Scale:
         return Scale(
@@ -61,6 +64,9 @@ class Scale:
             latency_sends=self.latency_sends // 5,
             big_backlog=self.big_backlog // 10,
             constructions=self.constructions,
+            small_backlog=self.small_backlog // 10,
+            size_volume_mb=self.size_volume_mb / 10,
+            writer_calls=self.writer_calls // 10,
         )
 
 

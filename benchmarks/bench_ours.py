@@ -198,6 +198,23 @@ def send_latency_while_draining(
     )
 
 
+def track_while_draining(
+    bootstrap: str, topic: str, fields: dict[str, Any], template: sentinel.TelemetryEvent, backlog: int, calls: int
+) -> tuple[float, int]:
+    """``client.track`` per call, one thread, while the flusher drains a ``backlog`` written before;
+    (calls/s, events of the backlog still pending when the last call returned: > 0, it drained throughout)."""
+    with spool_dir("track-draining") as directory:
+        write_backlog(directory, template, backlog)
+        with _client(directory, brokers=[bootstrap], topic=topic) as client:
+            wait_until(lambda: client.stats().delivered > 0, timeout=60, description="the drain to start")
+            started = time.perf_counter()
+            for _ in range(calls):
+                client.track(**fields)
+            seconds = time.perf_counter() - started
+            left = client.stats().spooled
+    return rate(calls, seconds), left
+
+
 def construction_seconds(repeats: int) -> float:
     """Median time of ``Client(...)`` with no broker listening, each in a fresh spool directory."""
     timings = []

@@ -24,7 +24,8 @@ class Value:
         if math.isnan(self.amount):
             return "n/a"
         if self.unit is Unit.PER_SECOND:
-            return f"{self.amount:,.0f} {self.what}/s".replace("  ", " ")
+            digits = 1 if self.amount < 100 else 0
+            return f"{self.amount:,.{digits}f} {self.what}/s".replace("  ", " ")
         if self.unit is Unit.MILLISECONDS:
             digits = 3 if self.amount < 1 else 1
             return f"{self.amount:,.{digits}f} ms"

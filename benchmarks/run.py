@@ -36,6 +36,7 @@ from xml.etree import ElementTree
 
 import bench_baselines as baselines
 import bench_ours as ours
+import bench_scaling as scaling
 import kafka
 import persistqueue
 from bench_common import (
@@ -175,10 +176,15 @@ class BrokerFigures:
     kafka_ours: float | None
     drain: ours.DrainFigures | None
     confluent: ours.DrainFigures | None
+    confluent_ours: float | None = None
+    draining: tuple[float, int] | None = None
+    latency: ours.LatencyFigures | None = None
+    power_one: float | None = None
+    power_threads: float | None = None
 
 
 def on_apache_kafka(run: Run, scale: Scale, value: bytes, claimed: ClaimedRecord, event: sentinel.TelemetryEvent,
-                    with_confluent: bool) -> BrokerFigures:
+                    with_confluent: bool, fields: dict[str, object]) -> BrokerFigures:
     """The producer baselines and the drains again, on one Apache Kafka broker; it is stopped afterwards.
 
     Topics are created first (4 partitions, as auto-created ones): on Kafka, auto-creation
@@ -219,11 +225,35 @@ def on_apache_kafka(run: Run, scale: Scale, value: bytes, claimed: ClaimedRecord
                 "Apache Kafka: drain confluent",
                 lambda: ours.drain_rate(cluster, topic("drain-confluent"), event, scale.drain_backlog, "confluent"),
             ) if with_confluent else None,
+            confluent_ours=run.measure(
+                "Apache Kafka: confluent, our settings",
+                lambda: baselines.confluent_as_our_transport(bootstrap, topic("confluent-ours"), claimed,
+                                                             scale.kafka_records),
+            ) if with_confluent else None,
+            draining=run.measure(
+                "Apache Kafka: track while draining",
+                lambda: ours.track_while_draining(bootstrap, topic("track-draining"), dict(fields), event,
+                                                  scale.latency_backlog, scale.track_calls),
+            ),
+            latency=run.measure(
+                "Apache Kafka: send latency while draining",
+                lambda: ours.send_latency_while_draining(bootstrap, topic("latency"), dict(fields), event,
+                                                         scale.latency_backlog, scale.latency_sends),
+            ),
+            power_one=run.measure(
+                "Apache Kafka: track power",
+                lambda: ours.track_rate(bootstrap, topic("track-power"), dict(fields), "power", scale.track_calls),
+            ),
+            power_threads=run.measure(
+                "Apache Kafka: track power threads",
+                lambda: ours.threaded_track_rate(bootstrap, topic("track-power-threads"), dict(fields), "power",
+                                                 scale.power_threads, scale.power_calls_per_thread),
+            ),
         )
 
 
 def apache_kafka_section(run: Run, scale: Scale, figures: BrokerFigures, tansu: BrokerFigures,
-                         confluent_unavailable: str | None) -> Section:
+                         confluent_unavailable: str | None, idle: Value | None) -> Section:
     """The rows of ``figures`` with ratios to kafka-python on Apache Kafka; the Tansu figure in the note."""
 
     def missing(label: str) -> str:
@@ -233,7 +263,9 @@ def apache_kafka_section(run: Run, scale: Scale, figures: BrokerFigures, tansu: 
         return "; ".join(part for part in (f"Tansu: {value}" if value else "", note) if part)
 
     kafka_value = rate_value(figures.kafka, "records")
-    drain, confluent = figures.drain, figures.confluent
+    kafka_ours = rate_value(figures.kafka_ours, "records")
+    confluent_ours = rate_value(figures.confluent_ours, "records")
+    drain, confluent, latency = figures.drain, figures.confluent, figures.latency
     tansu_drain = rate_value(tansu.drain.events_per_s if tansu.drain else None, "events")
     tansu_confluent = rate_value(tansu.confluent.events_per_s if tansu.confluent else None, "events")
     return Section(
@@ -242,18 +274,34 @@ def apache_kafka_section(run: Run, scale: Scale, figures: BrokerFigures, tansu: 
             Row("kafka-python KafkaProducer, acks=all, send N then flush, Apache Kafka", kafka_value,
                 missing=missing("kafka-python"),
                 note=beside(rate_value(tansu.kafka, "records"), f"N={scale.kafka_records:,}")),
-            Row("kafka-python with our transport's settings (no spool), Apache Kafka",
-                rate_value(figures.kafka_ours, "records"), "kafka-python", kafka_value,
-                missing=missing("kafka-python, our settings"),
-                note=beside(rate_value(tansu.kafka_ours, "records"), "diagnostic")),
+            Row("raw KafkaProducer with our transport's settings, Apache Kafka", kafka_ours, "kafka-python",
+                kafka_value, missing=missing("kafka-python, our settings"),
+                note=beside(rate_value(tansu.kafka_ours, "records"))),
+            Row("raw confluent Producer with our transport's settings, Apache Kafka", confluent_ours, "kafka-python",
+                kafka_value, missing=confluent_unavailable or missing("confluent, our settings"),
+                note=beside(rate_value(tansu.confluent_ours, "records"))),
             Row(f"drain {scale.drain_backlog:,} backlog, kafka-python, Apache Kafka",
-                rate_value(drain.events_per_s if drain else None, "events"), "kafka-python", kafka_value,
-                Target(Check.RATIO_AT_LEAST, 0.95), missing("drain kafka-python"),
+                rate_value(drain.events_per_s if drain else None, "events"), "raw KafkaProducer, our settings",
+                kafka_ours, Target(Check.RATIO_AT_LEAST, 0.95), missing("drain kafka-python"),
                 note=beside(tansu_drain, drain_note(drain))),
             Row(f"drain {scale.drain_backlog:,} backlog, confluent-kafka, Apache Kafka",
-                rate_value(confluent.events_per_s if confluent else None, "events"), "kafka-python", kafka_value,
-                Target(Check.RATIO_AT_LEAST, 10), confluent_unavailable or missing("drain confluent"),
-                note=beside(tansu_confluent, drain_note(confluent))),
+                rate_value(confluent.events_per_s if confluent else None, "events"),
+                "raw confluent Producer, our settings", confluent_ours, Target(Check.RATIO_AT_LEAST, 0.8),
+                confluent_unavailable or missing("drain confluent"), note=beside(tansu_confluent, drain_note(confluent))),
+            Row("track while the flusher drains, Apache Kafka",
+                rate_value(figures.draining[0] if figures.draining else None, "calls"), "track, flusher idle",
+                idle, Target(Check.RATIO_AT_LEAST, 0.8), missing("track while draining"),
+                note=beside(rate_value(tansu.draining[0] if tansu.draining else None, "calls"))),
+            Row("send latency p99 while draining, Apache Kafka", ms_value(latency.p99_ms / 1000 if latency else None),
+                target=Target(Check.VALUE_AT_MOST, 2), missing=missing("send latency while draining"),
+                note=beside(ms_value(tansu.latency.p99_ms / 1000 if tansu.latency else None))),
+            Row("send latency max while draining, Apache Kafka", ms_value(latency.max_ms / 1000 if latency else None),
+                target=Target(Check.VALUE_AT_MOST, 10), missing=missing("send latency while draining"),
+                note=beside(ms_value(tansu.latency.max_ms / 1000 if tansu.latency else None))),
+            Row(f"track, power mode, {scale.power_threads} threads (total), Apache Kafka",
+                rate_value(figures.power_threads, "calls"), "power mode, 1 thread",
+                rate_value(figures.power_one, "calls"), Target(Check.RATIO_AT_LEAST, 2),
+                missing("track power threads"), note=beside(rate_value(tansu.power_threads, "calls"))),
         ],
     )
 
@@ -301,7 +349,21 @@ def main() -> int:
         naive_rate = run.measure(
             "naive loop", lambda: baselines.naive_durable_loop(bootstrap, new_topic("naive"), value, scale.naive_events)
         )
+        confluent_ours_rate = None
+        if transport_unavailable("confluent") is None:
+            confluent_ours_rate = run.measure(
+                "confluent, our settings",
+                lambda: baselines.confluent_as_our_transport(bootstrap, new_topic("confluent-ours"), claimed,
+                                                             scale.kafka_records),
+            )
         sqlite_rate = run.measure("sqlite batch", lambda: baselines.sqlite_batched_insert(value, scale.sqlite_rows))
+        sqlite_commits = run.measure(
+            "sqlite one-row commits", lambda: baselines.sqlite_one_row_commits(record.data, scale.track_calls)
+        )
+        sqlite_batches = run.measure(
+            "sqlite executemany batches",
+            lambda: baselines.sqlite_executemany_batches(record.data, scale.batch_events, scale.batch_size),
+        )
         fsync_rate = run.measure("fsync", lambda: baselines.fsync_rate(scale.fsyncs))
         pq_open = run.measure("persist-queue open", lambda: baselines.persist_queue_open_seconds(scale.constructions))
 
@@ -349,6 +411,11 @@ def main() -> int:
             lambda: ours.send_latency_while_draining(bootstrap, new_topic("latency"), fields, event,
                                                      scale.latency_backlog, scale.latency_sends),
         )
+        draining = run.measure(
+            "track while draining",
+            lambda: ours.track_while_draining(bootstrap, new_topic("track-draining"), fields, event,
+                                              scale.latency_backlog, scale.track_calls),
+        )
         construct = run.measure("construction, no broker", lambda: ours.construction_seconds(scale.constructions))
 
         with spool_dir("big") as big_dir:
@@ -366,8 +433,25 @@ def main() -> int:
                 lambda: ours.big_drain(bootstrap, new_topic("big"), big_dir, scale.big_backlog, EVENT_BYTES),
             )
 
+        # -- scaling (issue 15) ---------------------------------------------------------------------
+        sizes = run.measure(
+            "event sizes", lambda: scaling.by_event_size(broker, new_topic, fields, scale.size_volume_mb)
+        )
+        drain_small = run.measure(
+            "drain small backlog",
+            lambda: ours.drain_rate(broker, new_topic("drain-small"), event, scale.small_backlog),
+        )
+        writers: dict[int, float | None] = {}
+        for processes in (1, 4, 16):
+            writers[processes] = run.measure(
+                f"{processes} processes writing",
+                partial(scaling.processes_writing, bootstrap, new_topic(f"writers-{processes}"), processes,
+                        scale.writer_calls),
+            )
+
     apache_kafka_figures = (
-        on_apache_kafka(run, scale, value, claimed, event, confluent_unavailable is None) if apache_kafka else None
+        on_apache_kafka(run, scale, value, claimed, event, confluent_unavailable is None, fields)
+        if apache_kafka else None
     )
 
     big_missing = run.missing(BIG_DRAIN)
@@ -375,7 +459,45 @@ def main() -> int:
     kafka_value = rate_value(kafka_rate, "records")
     pq_put = rate_value(pq.puts_per_s if pq else None, "puts")
     fsync_value = rate_value(fsync_rate, "fsyncs")
+    kafka_ours_value = rate_value(kafka_ours_rate, "records")
+    confluent_ours_value = rate_value(confluent_ours_rate, "records")
+    idle_value = rate_value(track_alone, "calls")
+    power_one = rate_value(track["power"], "calls")
+    targets = Section(
+        "Targets (issue 15): each against the baseline a user would pick instead, measured in this run",
+        [
+            Row(f"drain {scale.drain_backlog:,} backlog, kafka-python transport",
+                rate_value(drain.events_per_s if drain else None, "events"), "raw KafkaProducer, our settings",
+                kafka_ours_value, Target(Check.RATIO_AT_LEAST, 0.95), run.missing("drain kafka-python"),
+                note="same key, 6 headers, snappy, 1 MiB batches, acks=all"),
+            Row(f"drain {scale.drain_backlog:,} backlog, confluent transport",
+                rate_value(confluent.events_per_s if confluent else None, "events"), "raw confluent Producer, our settings",
+                confluent_ours_value, Target(Check.RATIO_AT_LEAST, 0.8),
+                confluent_unavailable or run.missing("drain confluent", "confluent, our settings")),
+            Row("track, process mode, 1 thread, flusher idle", idle_value, "sqlite3 one-row WAL commits",
+                rate_value(sqlite_commits, "commits"), Target(Check.RATIO_AT_LEAST, 0.5),
+                run.missing("track process, no broker"), note=f"synchronous=NORMAL, {len(record.data)}-byte rows"),
+            Row(f"send_batch of {scale.batch_size:,}, flusher idle", rate_value(batch_alone, "events"),
+                f"sqlite3 executemany of {scale.batch_size:,} a transaction", rate_value(sqlite_batches, "rows"),
+                Target(Check.RATIO_AT_LEAST, 0.4), run.missing("send_batch, no broker")),
+            Row("track while the flusher drains", rate_value(draining[0] if draining else None, "calls"),
+                "track, flusher idle", idle_value, Target(Check.RATIO_AT_LEAST, 0.8),
+                run.missing("track while draining"),
+                note=f"{draining[1]:,} of the {scale.latency_backlog:,} backlog still pending at the end" if draining
+                else ""),
+            Row("send latency p99 while draining", ms_value(latency.p99_ms / 1000 if latency else None),
+                target=Target(Check.VALUE_AT_MOST, 2), missing=run.missing("send latency while draining"),
+                note=f"p50 {latency.p50_ms:.3f} ms" if latency else ""),
+            Row("send latency max while draining", ms_value(latency.max_ms / 1000 if latency else None),
+                target=Target(Check.VALUE_AT_MOST, 10), missing=run.missing("send latency while draining"),
+                note=f"{scale.latency_sends:,} sends during a {scale.latency_backlog:,} drain"),
+            Row(f"track, power mode, {scale.power_threads} threads (total)", rate_value(power_threads, "calls"),
+                "power mode, 1 thread", power_one, Target(Check.RATIO_AT_LEAST, 2), run.missing("track power threads"),
+                note="group commit; broker up in both"),
+        ],
+    )
     sections = [
+        targets,
         Section(
             "Baselines",
             [
@@ -390,8 +512,15 @@ def main() -> int:
                     missing=run.missing("persist-queue")),
                 Row("naive loop: pq get, produce, wait, ack", rate_value(naive_rate, "events"),
                     missing=run.missing("naive loop"), note=f"N={scale.naive_events:,}"),
+                Row("raw confluent-kafka Producer with our transport's settings", confluent_ours_value,
+                    "kafka-python", kafka_value, missing=confluent_unavailable or run.missing("confluent, our settings"),
+                    note="key + 6 headers, snappy; message.timeout.ms raised for one queue of N"),
+                Row("SQLite one-row commits, WAL, synchronous=NORMAL", rate_value(sqlite_commits, "commits"),
+                    missing=run.missing("sqlite one-row commits"), note=f"N={scale.track_calls:,}"),
+                Row(f"SQLite executemany of {scale.batch_size:,} rows a transaction, WAL, NORMAL",
+                    rate_value(sqlite_batches, "rows"), missing=run.missing("sqlite executemany batches")),
                 Row("SQLite executemany, one transaction, WAL", rate_value(sqlite_rate, "rows"),
-                    missing=run.missing("sqlite batch")),
+                    missing=run.missing("sqlite batch"), note=f"{scale.sqlite_rows:,} rows in one transaction"),
                 Row("fsync: 100-byte write + fsync, small file", fsync_value, missing=run.missing("fsync")),
                 Row("SQLiteAckQueue() in an empty directory", ms_value(pq_open),
                     missing=run.missing("persist-queue open"), note="median"),
@@ -403,7 +532,7 @@ def main() -> int:
             "Ours",
             [
                 Row("track, process mode, 1 thread", rate_value(track["process"], "calls"), "pq put", pq_put,
-                    Target(Check.RATIO_AT_LEAST, 5), run.missing("track process"),
+                    missing=run.missing("track process"),
                     note="broker up: the flusher drains meanwhile"),
                 Row("track, power mode, 1 thread", rate_value(track["power"], "calls"), "pq put", pq_put,
                     missing=run.missing("track power")),
@@ -412,19 +541,18 @@ def main() -> int:
                 Row("track, process mode, 1 thread, no broker", rate_value(track_alone, "calls"), "pq put", pq_put,
                     missing=run.missing("track process, no broker"), note="diagnostic: flusher idle, spool alone"),
                 Row(f"track, power mode, {scale.power_threads} threads (total)", rate_value(power_threads, "calls"),
-                    "fsync", fsync_value, Target(Check.RATIO_AT_LEAST, 3), run.missing("track power threads")),
+                    "fsync", fsync_value, missing=run.missing("track power threads")),
                 Row(f"send_batch of {scale.batch_size:,} events", rate_value(batch_rate, "events"), "pq put", pq_put,
-                    Target(Check.RATIO_AT_LEAST, 30), run.missing("send_batch")),
+                    missing=run.missing("send_batch"), note="broker up: the flusher drains meanwhile"),
                 Row(f"send_batch of {scale.batch_size:,} events, no broker", rate_value(batch_alone, "events"),
                     "pq put", pq_put, missing=run.missing("send_batch, no broker"),
                     note="diagnostic: flusher idle, spool alone"),
                 Row(f"drain {scale.drain_backlog:,} backlog, kafka-python", rate_value(drain.events_per_s if drain
-                    else None, "events"), "kafka-python", kafka_value, Target(Check.RATIO_AT_LEAST, 0.95),
-                    run.missing("drain kafka-python"),
+                    else None, "events"), "kafka-python", kafka_value, missing=run.missing("drain kafka-python"),
                     note=drain_note(drain)),
                 Row(f"drain {scale.drain_backlog:,} backlog, confluent-kafka", rate_value(confluent.events_per_s
-                    if confluent else None, "events"), "kafka-python", kafka_value, Target(Check.RATIO_AT_LEAST, 10),
-                    confluent_unavailable or run.missing("drain confluent")),
+                    if confluent else None, "events"), "kafka-python", kafka_value,
+                    missing=confluent_unavailable or run.missing("drain confluent")),
                 Row("send latency p50 while draining", ms_value(latency.p50_ms / 1000 if latency else None),
                     "pq put p50", ms_value(pq.put_p50_ms / 1000 if pq else None),
                     missing=run.missing("send latency while draining"),
@@ -458,9 +586,35 @@ def main() -> int:
             ],
         ),
     ]
+    size_rows = [
+        Row(f"drain of {figure.events:,} events of {figure.kilobytes:g} KB",
+            Value(figure.ours_mb_s, Unit.PER_SECOND, "MB"),
+            "raw KafkaProducer, our settings", Value(figure.raw_mb_s, Unit.PER_SECOND, "MB"),
+            note="MB/s of record values, the same events each way")
+        for figure in sizes or []
+    ] or [Row("drain by event size", None, missing=run.missing("event sizes"))]
+    drain_100k = rate_value(drain.events_per_s if drain else None, "events")
+    backlog_rows = [
+        Row(f"drain {scale.small_backlog:,} backlog, kafka-python", rate_value(drain_small.events_per_s if drain_small
+            else None, "events"), f"drain {scale.drain_backlog:,}", drain_100k, missing=run.missing("drain small backlog")),
+        Row(f"drain {scale.drain_backlog:,} backlog, kafka-python", drain_100k, f"drain {scale.drain_backlog:,}",
+            drain_100k, missing=run.missing("drain kafka-python")),
+        Row(f"drain {big_n} backlog, kafka-python", rate_value(big.drain_events_per_s if big else None, "events"),
+            f"drain {scale.drain_backlog:,}", drain_100k, missing=big_missing, note="child process; flat: ratio ~1"),
+    ]
+    one_writer = rate_value(writers.get(1), "events")
+    writer_rows = [
+        Row(f"{processes} process{'es' if processes > 1 else ''} tracking into one spool directory (total)",
+            rate_value(writers.get(processes), "events"), "1 process", one_writer,
+            missing=run.missing(f"{processes} processes writing"),
+            note=f"{scale.writer_calls:,} calls each, broker up; each process its own file")
+        for processes in (1, 4, 16)
+    ]
+    sections.append(Section("Scaling (issue 15): event size, backlog, processes", size_rows + backlog_rows + writer_rows))
     if apache_kafka_figures is not None:
-        tansu = BrokerFigures(kafka_rate, kafka_ours_rate, drain, confluent)
-        sections.append(apache_kafka_section(run, scale, apache_kafka_figures, tansu, confluent_unavailable))
+        tansu = BrokerFigures(kafka_rate, kafka_ours_rate, drain, confluent, confluent_ours_rate, draining, latency,
+                              track["power"], power_threads)
+        sections.append(apache_kafka_section(run, scale, apache_kafka_figures, tansu, confluent_unavailable, idle_value))
     elapsed = time.perf_counter() - begun
     print(header)
     print(f"mode: {'quick (counts / 10)' if args.quick else 'full'}; took {elapsed:.0f}s\n")
