@@ -386,6 +386,16 @@ def main() -> int:
             lambda: ours.threaded_track_rate(bootstrap, new_topic("track-power-threads"), fields, "power",
                                              scale.power_threads, scale.power_calls_per_thread),
         )
+        # Diagnostics of the power target: the same, with the flusher idle (its deletes commit too).
+        power_alone = run.measure(
+            "track power, no broker",
+            partial(ours.track_rate, nowhere, "bench.alone", fields, "power", scale.track_calls // 4, warm_up=False),
+        )
+        power_threads_alone = run.measure(
+            "track power threads, no broker",
+            lambda: ours.threaded_track_rate(nowhere, "bench.alone", fields, "power", scale.power_threads,
+                                             scale.power_calls_per_thread, warm_up=False),
+        )
         batch_events = make_events(fields, scale.batch_events)
         batch_rate = run.measure(
             "send_batch",
@@ -494,6 +504,10 @@ def main() -> int:
             Row(f"track, power mode, {scale.power_threads} threads (total)", rate_value(power_threads, "calls"),
                 "power mode, 1 thread", power_one, Target(Check.RATIO_AT_LEAST, 2), run.missing("track power threads"),
                 note="group commit; broker up in both"),
+            Row(f"track, power mode, {scale.power_threads} threads (total), no broker",
+                rate_value(power_threads_alone, "calls"), "power mode, 1 thread, no broker",
+                rate_value(power_alone, "calls"), missing=run.missing("track power threads, no broker"),
+                note="diagnostic: the flusher idle"),
         ],
     )
     sections = [
