@@ -109,7 +109,8 @@ def machine(apache_kafka: bool = False) -> str:
             f"persist-queue {persistqueue.__version__}, sentinel-durable {sentinel.__version__}",
             f"broker: Tansu (embedded, memory storage) on loopback; event: {EVENT_BYTES}-byte JSON",
             *([f"and: Apache Kafka {apache_kafka_version()}, 1 KRaft node (broker + controller), log on disk, "
-               "loopback, started after Tansu stopped: the producer baselines and the drains"] if apache_kafka else []),
+               "loopback, started after Tansu stopped: the producer baselines, the drains, track while draining, the "
+               "send latency and power mode"] if apache_kafka else []),
             f"code: {source_tree()}",
         ]
     )
