@@ -192,3 +192,26 @@ def test_events_in_flight_are_pending_to_any_other_reader(spool_dir: Path) -> No
         )  # fmt: skip
         assert (queue.unack_count(), queue.qsize()) == (0, 3)
         queue.close()
+
+
+def test_a_batch_acked_whole_is_deleted_by_one_range_statement_and_only_its_rows(spool_dir: Path) -> None:
+    statements: list[str] = []
+    with Spool(spool_dir) as spool:
+        batch = records(10)
+        spool.put_many(batch)
+        first = spool.claim(4)
+        second = spool.claim(4)
+        assert first is not None
+        assert second is not None
+        spool._owned.active._connection.set_trace_callback(statements.append)
+        spool.ack(second)  # rows 5-8, consecutive: one statement
+        spool.ack(first, [first.records[0], first.records[2]])  # rows 1 and 3: one statement each
+        spool._owned.active._connection.set_trace_callback(None)
+        deletes = [statement for statement in statements if statement.startswith("DELETE")]
+        assert len(deletes) == 3
+        assert "BETWEEN 5 AND 8" in deletes[0]
+        assert spool.counts().pending == 2  # rows 9 and 10, never claimed
+        spool.release(first, [first.records[1], first.records[3]])
+        left = spool.claim(10)
+        assert left is not None
+    assert [r.event_id for r in left.records] == [batch[i].event_id for i in (1, 3, 8, 9)]

@@ -73,6 +73,8 @@ SQL_CLAIM = (
     f"FROM {TABLE} WHERE _id >= ? AND status = {AckStatus.READY} ORDER BY _id LIMIT ?"
 )
 SQL_DELETE_PENDING = f"DELETE FROM {TABLE} WHERE _id = ? AND status = {AckStatus.READY}"
+#: The same for a run of consecutive ids (a batch delivered whole): one statement, not one per row.
+SQL_DELETE_PENDING_RANGE = f"DELETE FROM {TABLE} WHERE _id BETWEEN ? AND ? AND status = {AckStatus.READY}"
 SQL_RELEASE = f"UPDATE {TABLE} SET status = {AckStatus.READY}, attempts = attempts + ?, last_error = ? WHERE _id = ?"
 SQL_DEAD_LETTER = (
     f"UPDATE {TABLE} SET status = {AckStatus.ACK_FAILED}, attempts = attempts + 1, last_error = ? WHERE _id = ?"
