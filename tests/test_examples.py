@@ -77,16 +77,16 @@ def api_client(*path: str, reply: Any) -> Any:
 # --- the OpenAI and Anthropic integrations ------------------------------------------------------
 
 
+@pytest.mark.usefixtures("fresh_provider")
 def test_openai_chat_tracks_usage_finish_reason_and_answer(
-    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str, provider: Any
 ) -> None:
-    completion = types.SimpleNamespace(
-        usage=types.SimpleNamespace(prompt_tokens=14, completion_tokens=3),
-        choices=[types.SimpleNamespace(finish_reason="length", message=types.SimpleNamespace(content="Paris"))],
-    )
-    openai = api_client("chat", "completions", reply=completion)
+    import openai
 
-    answer, event_id = openai_chat.tracked_chat(openai, client, model="gpt-4o", prompt="Capital of France?")
+    provider.answer(text="Paris", input_tokens=14, output_tokens=3, finish_reason="length")
+    llm = openai.OpenAI(base_url=provider.base_url, api_key="test-key", max_retries=0)  # the real library
+
+    answer, event_id = openai_chat.tracked_chat(llm, client, model="gpt-4o", prompt="Capital of France?")
 
     assert answer == "Paris"
     assert client.flush(timeout=15)
@@ -99,23 +99,29 @@ def test_openai_chat_tracks_usage_finish_reason_and_answer(
     assert event["errors"] == []
 
 
+@pytest.mark.usefixtures("fresh_provider")
 def test_openai_chat_failure_is_tracked_with_its_error_and_reraised(
-    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str, provider: Any
 ) -> None:
-    openai = api_client("chat", "completions", reply=RuntimeError("rate limited"))
+    import openai
 
-    with pytest.raises(RuntimeError, match="rate limited"):
-        openai_chat.tracked_chat(openai, client, model="gpt-4o", prompt="Capital of France?")
+    provider.fail(429)
+    llm = openai.OpenAI(base_url=provider.base_url, api_key="test-key", max_retries=0)
+
+    with pytest.raises(openai.RateLimitError):
+        openai_chat.tracked_chat(llm, client, model="gpt-4o", prompt="Capital of France?")
 
     assert client.flush(timeout=15)
     [event] = topic_events(broker, topic, expected=1)
-    assert event["errors"] == ["RuntimeError: rate limited"]
+    assert event["errors"][0].startswith("RateLimitError: Error code: 429")
     assert event["response"]["finish_reason"] == "error"
 
 
 def test_anthropic_messages_tracks_usage_stop_reason_and_text_blocks(
     broker: EmbeddedBroker, client: sentinel.Client, topic: str
 ) -> None:
+    # A stand-in for the client: the fake provider answers with one text block, and this is about several
+    # text blocks around a tool-use block.
     message = types.SimpleNamespace(
         usage=types.SimpleNamespace(input_tokens=12, output_tokens=4),
         stop_reason="end_turn",
@@ -140,17 +146,22 @@ def test_anthropic_messages_tracks_usage_stop_reason_and_text_blocks(
     assert event["cost_usd"] == pytest.approx((12 * 1.00 + 4 * 5.00) / 1e6)
 
 
+@pytest.mark.usefixtures("fresh_provider")
 def test_anthropic_messages_failure_is_tracked_with_its_error_and_reraised(
-    broker: EmbeddedBroker, client: sentinel.Client, topic: str
+    broker: EmbeddedBroker, client: sentinel.Client, topic: str, provider: Any
 ) -> None:
-    anthropic = api_client("messages", reply=TimeoutError("overloaded"))
+    import anthropic
 
-    with pytest.raises(TimeoutError):
-        anthropic_messages.tracked_message(anthropic, client, model="claude-haiku-4-5", prompt="Hi")
+    provider.fail(500)
+    llm = anthropic.Anthropic(base_url=provider.anthropic_base_url, api_key="test-key", max_retries=0,
+                              open_telemetry={"traces": False})  # fmt: skip
+
+    with pytest.raises(anthropic.InternalServerError):
+        anthropic_messages.tracked_message(llm, client, model="claude-haiku-4-5", prompt="Hi")
 
     assert client.flush(timeout=15)
     [event] = topic_events(broker, topic, expected=1)
-    assert event["errors"] == ["TimeoutError: overloaded"]
+    assert event["errors"][0].startswith("InternalServerError: Error code: 500")
 
 
 @pytest.mark.parametrize(("example", "package"), [(openai_chat, "openai"), (anthropic_messages, "anthropic")])
