@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,42 +97,43 @@ def confluent_as_our_transport(bootstrap: str, topic: str, record: ClaimedRecord
     return rate(count, time.perf_counter() - started)
 
 
-def sqlite_one_row_commits(value: bytes, count: int) -> float:
-    """Bare ``sqlite3``: one row of ``value`` per WAL commit at ``synchronous=NORMAL`` (the durability
-    of our ``process`` mode); commits/s. The physical limit of per-call ``track``."""
-    with spool_dir("sqlite-commits") as directory:
-        connection = sqlite3.connect(directory / "commits.db", isolation_level=None)
+@contextlib.contextmanager
+def _bare_sqlite(tag: str) -> Iterator[sqlite3.Connection]:
+    """A fresh SQLite file in autocommit mode, WAL at ``synchronous=NORMAL`` (our ``process`` mode's
+    settings), with a table of (id, data, ts): what the bare baselines write into."""
+    with spool_dir(tag) as directory:
+        connection = sqlite3.connect(directory / f"{tag}.db", isolation_level=None)
         try:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("CREATE TABLE queue (id INTEGER PRIMARY KEY, data BLOB, ts INTEGER)")
-            now = int(time.time() * 1000)
-            started = time.perf_counter()
-            for _ in range(count):
-                connection.execute("INSERT INTO queue (data, ts) VALUES (?, ?)", (value, now))  # autocommit
-            return rate(count, time.perf_counter() - started)
+            yield connection
         finally:
             connection.close()
+
+
+def sqlite_one_row_commits(value: bytes, count: int) -> float:
+    """Bare ``sqlite3``: one row of ``value`` per WAL commit; commits/s. The physical limit of
+    per-call ``track`` in ``process`` mode."""
+    with _bare_sqlite("sqlite-commits") as connection:
+        now = int(time.time() * 1000)
+        started = time.perf_counter()
+        for _ in range(count):
+            connection.execute("INSERT INTO queue (data, ts) VALUES (?, ?)", (value, now))  # autocommit
+        return rate(count, time.perf_counter() - started)
 
 
 def sqlite_executemany_batches(value: bytes, count: int, batch: int) -> float:
-    """Bare ``sqlite3``: ``executemany`` of ``batch`` rows a transaction, WAL at ``synchronous=NORMAL``,
-    ``count`` rows in all; rows/s (the limit of ``send_batch`` of ``batch`` events)."""
-    with spool_dir("sqlite-batches") as directory:
-        connection = sqlite3.connect(directory / "batches.db", isolation_level=None)
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("CREATE TABLE queue (id INTEGER PRIMARY KEY, data BLOB, ts INTEGER)")
-            rows = [(value, int(time.time() * 1000))] * batch
-            started = time.perf_counter()
-            for _ in range(count // batch):
-                connection.execute("BEGIN IMMEDIATE")
-                connection.executemany("INSERT INTO queue (data, ts) VALUES (?, ?)", rows)
-                connection.execute("COMMIT")
-            return rate(count // batch * batch, time.perf_counter() - started)
-        finally:
-            connection.close()
+    """Bare ``sqlite3``: ``executemany`` of ``batch`` rows a transaction, ``count`` rows in all; rows/s
+    (the limit of ``send_batch`` of ``batch`` events)."""
+    with _bare_sqlite("sqlite-batches") as connection:
+        rows = [(value, int(time.time() * 1000))] * batch
+        started = time.perf_counter()
+        for _ in range(count // batch):
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("INSERT INTO queue (data, ts) VALUES (?, ?)", rows)
+            connection.execute("COMMIT")
+        return rate(count // batch * batch, time.perf_counter() - started)
 
 
 def persist_queue(value: bytes, count: int) -> PersistQueueFigures:

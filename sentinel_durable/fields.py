@@ -64,12 +64,13 @@ def check_track_fields(fields: Mapping[str, Any], caller: str = "track") -> None
     raise TypeError(f"{caller}() missing {len(missing)} required keyword argument{plural}: {names}")
 
 
-def event_fields(config: Config, fields: Mapping[str, Any]) -> dict[str, Any]:
+def event_fields(config: Config, fields: Mapping[str, Any], *, current_span: bool = True) -> dict[str, Any]:
     """The event of a ``track`` call, as fields for ``validate_event``: the trace and span ids of
-    the current OpenTelemetry span when the caller gave none (and ``otel_trace_ids`` is on)."""
+    the current OpenTelemetry span when the caller gave none (and ``otel_trace_ids`` is on).
+    ``current_span=False``: the caller read the span's ids itself (when the call began)."""
     given = {**TRACK_DEFAULTS, **fields}
     trace_id, span_id = given["trace_id"], given["span_id"]
-    if config.otel_trace_ids:
+    if current_span and config.otel_trace_ids:
         trace_id, span_id = resolve_span_ids(trace_id, span_id)
     metadata, errors = given["metadata"], given["errors"]
     return {

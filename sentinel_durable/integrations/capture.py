@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import ConfigError
-from ..fields import TRACK_DEFAULTS
 from .genai import Prices, cost_function
 from .otel import current_span_ids
 
@@ -151,7 +150,8 @@ class Capture:
         from ..fields import event_fields
 
         config = self.client.config
-        values = event_fields(config, {**TRACK_DEFAULTS, **self.fields(call)})
+        # The ids are the call's (read when it began, see span_ids), never the span current now.
+        values = event_fields(config, self.fields(call), current_span=False)
         if call.timestamp is not None:
             values["timestamp"] = call.timestamp
         return validate_event(values, config.event_rules)
@@ -163,23 +163,20 @@ class Capture:
         event = self._event_or_none(call)
         if event is None:
             return
-        if self._sync is not None:
-            sync = self._sync
-            self._guard(lambda: sync.send(event), 1)
-        elif self._async is not None:
-            aclient = self._async
-            self.run(lambda: aclient.send(event), 1)
+        if self._async is None:
+            self._spool_checked([event])
+            return
+        aclient = self._async
+        self.run(lambda: aclient.send(event), 1)
 
     async def atrack(self, call: Call) -> None:
         """Track ``call`` from async code."""
         event = self._event_or_none(call)
         if event is None:
             return
-        if self._sync is not None:
-            sync = self._sync
-            self._guard(lambda: sync.send(event), 1)
+        if self._async is None:
+            self._spool_checked([event])
             return
-        assert self._async is not None
         try:
             await self._async.send(event)
         except Exception as exc:
@@ -197,12 +194,16 @@ class Capture:
         logged) when refused."""
         if not events:
             return True
-        if self._sync is not None:
-            core = self._sync._core  # checked=True: built by event() against these rules, not validated twice
-            return self._guard(lambda: core.send_batch(events, checked=True), len(events))
-        assert self._async is not None
+        if self._async is None:
+            return self._spool_checked(events)
         aclient = self._async
         return self.run(lambda: aclient.send_batch(events), len(events))
+
+    def _spool_checked(self, events: Sequence[TelemetryEvent]) -> bool:
+        """A ``Client``'s spooling of events made by :meth:`event`: checked once, not again at send."""
+        assert self._sync is not None
+        core = self._sync._core
+        return self._guard(lambda: core.send_batch(events, checked=True), len(events))
 
     def run(self, coroutine: Callable[[], Coroutine[Any, Any, Any]], count: int) -> bool:
         """An AsyncClient call from sync code: in a loop's thread a task (its failure counted when it

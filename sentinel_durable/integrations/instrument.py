@@ -152,7 +152,7 @@ def _omitted(value: Any) -> bool:
     return type(value).__name__ in ("NotGiven", "Omit")
 
 
-def _failed(capture: Capture, call: Call, started: float, error: BaseException) -> Call:
+def _failed(call: Call, started: float, error: BaseException) -> Call:
     call.errors.append(describe(error))
     call.latency_ms = (time.perf_counter() - started) * 1000.0
     return call
@@ -177,7 +177,7 @@ def _sync_create(original: Callable[..., Any], capture: Capture, api: Api) -> Ca
         try:
             result = original(*args, **kwargs)
         except Exception as exc:
-            capture.track(_failed(capture, call, started, exc))
+            capture.track(_failed(call, started, exc))
             raise
         if kwargs.get("stream") is True:
             return StreamProxy(result, Ending(capture, api.observer(call, hide), started))
@@ -197,7 +197,7 @@ def _async_create(original: Callable[..., Any], capture: Capture, api: Api) -> C
         try:
             result = await original(*args, **kwargs)
         except Exception as exc:
-            await capture.atrack(_failed(capture, call, started, exc))
+            await capture.atrack(_failed(call, started, exc))
             raise
         if kwargs.get("stream") is True:
             return AsyncStreamProxy(result, Ending(capture, api.observer(call, hide), started))

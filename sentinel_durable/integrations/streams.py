@@ -65,10 +65,15 @@ class Ending:
             call.finish_reason = EARLY_FINISH_REASON
         return call
 
-    def unreadable(self, error: Exception) -> None:
-        """A chunk could not be read: stop reading, keep what was read."""
-        self.capture.failed(error, 0, what="stream chunk")
-        self.observer = _Blind(self.observer)
+    def shows(self, chunk: Any) -> bool:
+        """Read ``chunk`` into the call; whether the caller sees it (False: the usage chunk only we asked
+        for). A chunk that cannot be read stops the reading (logged), keeps what was read, and is shown."""
+        try:
+            return self.observer.chunk(chunk)
+        except Exception as exc:
+            self.capture.failed(exc, 0, what="stream chunk")
+            self.observer = _Blind(self.observer)
+            return True
 
 
 class _Blind(Observer):
@@ -130,11 +135,7 @@ class StreamProxy(_Proxy):
             except BaseException as exc:
                 self._end(exc)
                 raise
-            try:
-                if ending.observer.chunk(chunk):
-                    return chunk
-            except Exception as exc:
-                ending.unreadable(exc)
+            if ending.shows(chunk):
                 return chunk
 
     def close(self) -> None:
@@ -174,11 +175,7 @@ class AsyncStreamProxy(_Proxy):
             except BaseException as exc:
                 await self._end(exc)
                 raise
-            try:
-                if ending.observer.chunk(chunk):
-                    return chunk
-            except Exception as exc:
-                ending.unreadable(exc)
+            if ending.shows(chunk):
                 return chunk
 
     async def close(self) -> None:

@@ -9,7 +9,6 @@ their last error.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import sqlite3
@@ -190,7 +189,7 @@ class SpoolFile:
 
     def delete(self, row_ids: Sequence[int]) -> None:
         """Delete delivered (in-flight) rows; consecutive ids (the usual batch) in one range statement."""
-        if len(row_ids) > 1 and row_ids[-1] - row_ids[0] == len(row_ids) - 1 and _ascending(row_ids):
+        if len(row_ids) > 1 and list(row_ids) == list(range(row_ids[0], row_ids[0] + len(row_ids))):
             changed = self._settle(schema.SQL_DELETE_PENDING_RANGE, [(row_ids[0], row_ids[-1])])
         else:
             changed = self._settle(schema.SQL_DELETE_PENDING, [(row_id,) for row_id in row_ids])
@@ -381,11 +380,6 @@ class SpoolFile:
             with contextlib.suppress(OSError):
                 os.close(self.lock_fd)
         self.lock_fd = -1
-
-
-def _ascending(ids: Sequence[int]) -> bool:
-    """Strictly ascending: with first and last ``len - 1`` apart, every id between is there once."""
-    return all(later > earlier for earlier, later in itertools.pairwise(ids))
 
 
 @dataclass(frozen=True)
