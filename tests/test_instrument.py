@@ -268,6 +268,18 @@ def test_the_event_is_timed_from_the_calls_start_not_its_end(
     assert datetime.fromisoformat(event["timestamp"]) <= created
 
 
+def test_a_stream_keeps_the_span_ids_of_when_it_began_not_of_where_it_ends(
+    provider: FakeProvider, capturing_client: sentinel.Client, module_broker: EmbeddedBroker, topic: str
+) -> None:
+    llm = capturing_client.instrument(llm_client(provider, "openai", is_async=False), service="chat-api")
+    stream = llm.chat.completions.create(model="gpt-4o", messages=OPENAI_MESSAGES, stream=True)  # no span current
+    with _tracer.start_as_current_span("later work"):
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == ANSWER
+    (event,) = delivered(capturing_client, module_broker, topic)
+    assert "trace_id" not in event
+    assert "span_id" not in event
+
+
 def test_the_caller_sees_the_chunks_it_would_see_uninstrumented(
     provider: FakeProvider, capturing_client: sentinel.Client
 ) -> None:
