@@ -21,8 +21,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy --strict sentinel_durable
 
+# Two workers (pytest-xdist): most of the suite's time is spent waiting on brokers and child
+# processes, so two halve its wall time on two cores. Each worker starts its own embedded broker.
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The integration suites (client, CLI, chaos) against one Apache Kafka broker, and the tests
 # only Apache Kafka can run (tests/apache_kafka/: restarts, failover, SASL, TLS, ACLs, limits).

@@ -29,7 +29,7 @@ text itself; so do the errors (see ``errors.ValidationError``).
 from __future__ import annotations
 
 import os
-import re
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,7 +45,7 @@ from pydantic import (
     ValidationInfo,
 )
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import ValidationError, describe_type
 
@@ -107,30 +107,18 @@ def _rules(info: ValidationInfo) -> EventRules:
 # --- type rules (always on) -------------------------------------------------
 
 
-def _utf8_encodable(value: str) -> str:
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise PydanticCustomError(
-                "unicode",
-                "is not valid Unicode: lone surrogate at position {position}",
-                {"position": exc.start},
-            ) from None
-    return value
+# The rules pydantic-core can check in Rust are constraints, not Python validators: a Python call
+# from the validator costs more than the check (an event has eleven strings). Their errors get our
+# wording in _message() below.
 
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: Any length constraint makes pydantic-core read a string as UTF-8, which refuses a lone surrogate
+#: (error ``string_unicode``): this limit is no limit of its own.
+_UTF8 = Field(max_length=sys.maxsize)
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 def _uuid_to_str(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
-
-
-def _hyphenated_uuid(value: str) -> str:
-    if not _UUID.fullmatch(value):
-        raise PydanticCustomError("uuid", "must be a hyphenated UUID like 123e4567-e89b-12d3-a456-426614174000")
-    return value
 
 
 def new_event_id() -> str:
@@ -164,35 +152,17 @@ def _embedding_to_list(value: Any) -> Any:
     return value
 
 
-WireStr = Annotated[str, AfterValidator(_utf8_encodable)]
+WireStr = Annotated[str, _UTF8]
 Tokens = Annotated[int, Field(ge=0, le=U32_MAX)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Embedding = Annotated[list[FiniteFloat], BeforeValidator(_embedding_to_list)]
-EventId = Annotated[str, BeforeValidator(_uuid_to_str), AfterValidator(_hyphenated_uuid)]
+EventId = Annotated[str, BeforeValidator(_uuid_to_str), Field(pattern=_UUID_PATTERN)]
 # pydantic-core writes a UTC datetime as RFC 3339 ending in "Z" ("2026-11-27T03:21:29.541265Z"; the
 # fraction is left out when it is zero), with a four-digit year.
 Timestamp = Annotated[datetime, AfterValidator(_to_utc)]
 
 
 # --- ingestion rules beyond the types (always on) ----------------------------------
-
-
-def _service_name(value: str) -> str:
-    if not value:
-        raise PydanticCustomError("non_empty", "must not be empty (LLM-Sentinel drops such events)")
-    if len(value) > SENTINEL_MAX_SERVICE_NAME:
-        raise PydanticCustomError(
-            "too_long",
-            "is {length} characters, over the {limit} LLM-Sentinel accepts",
-            {"length": len(value), "limit": SENTINEL_MAX_SERVICE_NAME},
-        )
-    return value
-
-
-def _non_negative(value: float) -> float:
-    if value < 0:
-        raise PydanticCustomError("non_negative", "must be >= 0 (LLM-Sentinel drops negative values)")
-    return value
 
 
 # --- SDK rules (skipped when enable_validation is off) -----------------------------
@@ -229,8 +199,8 @@ def _within_text_limit(value: str, info: ValidationInfo) -> str:
 
 
 NonEmptyStr = Annotated[WireStr, AfterValidator(_non_empty)]
-ServiceName = Annotated[WireStr, AfterValidator(_service_name)]
-NonNegativeFloat = Annotated[FiniteFloat, AfterValidator(_non_negative)]
+ServiceName = Annotated[str, Field(min_length=1, max_length=SENTINEL_MAX_SERVICE_NAME)]
+NonNegativeFloat = Annotated[FiniteFloat, Field(ge=0)]
 Text = Annotated[WireStr, AfterValidator(_within_text_limit)]
 
 
@@ -347,10 +317,37 @@ _MESSAGES = {
 }
 
 
+#: Our wording of the errors of the rules checked as constraints: (error type, field) -> message.
+_CONSTRAINTS = {
+    ("string_too_short", "service_name"): "must not be empty (LLM-Sentinel drops such events)",
+    ("string_too_long", "service_name"): "is {length} characters, over the {limit} LLM-Sentinel accepts",
+    ("greater_than_equal", "latency_ms"): "must be >= 0 (LLM-Sentinel drops negative values)",
+    ("greater_than_equal", "cost_usd"): "must be >= 0 (LLM-Sentinel drops negative values)",
+    ("string_pattern_mismatch", "event_id"): "must be a hyphenated UUID like 123e4567-e89b-12d3-a456-426614174000",
+}
+
+
+def _message(error: ErrorDetails, location: list[str]) -> str:
+    value = error.get("input")
+    if error["type"] == "string_unicode":
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"is not valid Unicode: lone surrogate at position {exc.start}"
+        except AttributeError:
+            pass
+        return "is not valid Unicode"
+    ours = _CONSTRAINTS.get((error["type"], location[-1] if location else ""))
+    if ours is not None:
+        length = len(value) if isinstance(value, str) else 0
+        return ours.format(length=length, limit=SENTINEL_MAX_SERVICE_NAME)
+    return _MESSAGES.get(error["type"], error["msg"])
+
+
 def _raise_ours(exc: PydanticValidationError) -> NoReturn:
     error = exc.errors(include_url=False)[0]
     location = [str(part) for part in error["loc"]]
-    message = _MESSAGES.get(error["type"], error["msg"])
+    message = _message(error, location)
     if location and location[-1] == "[key]":  # a bad key inside metadata
         location.pop()
         message = f"has an invalid key: {message}"

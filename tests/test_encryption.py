@@ -40,7 +40,7 @@ def test_prompts_are_unreadable_on_disk_and_delivered_intact(tmp_path: Path) -> 
     assert (document["event_id"], document["prompt"]["text"]) == (event_id, SECRET_PROMPT)
 
 
-@pytest.mark.parametrize("key", [OTHER_KEY, None])
+@pytest.mark.parametrize("key", [OTHER_KEY, None], ids=["other-key", "no-key"])
 def test_a_wrong_or_missing_key_dead_letters_instead_of_sending_ciphertext(tmp_path: Path, key: str | None) -> None:
     client = offline_client(tmp_path, "enc", encryption_key=KEY)
     client.track(service="svc", model="m", prompt=SECRET_PROMPT, response="ok", latency_ms=1)

@@ -165,6 +165,32 @@ def test_lone_surrogate_is_refused_wherever_it_appears(field: str) -> None:
     assert "surrogate" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("field", "overrides", "message"),
+    [
+        ("prompt.text", {"prompt": {"text": "secret \ud800 text", "tokens": 1}},
+         "is not valid Unicode: lone surrogate at position 7"),
+        ("metadata.region", {"metadata": {"region": "eu\udfff"}}, "is not valid Unicode: lone surrogate at position 2"),
+        ("metadata", {"metadata": {"k\ud800": "v"}},
+         "has an invalid key: is not valid Unicode: lone surrogate at position 1"),
+        ("errors.0", {"errors": ["\ud800"]}, "is not valid Unicode: lone surrogate at position 0"),
+        ("service_name", {"service_name": ""}, "must not be empty (LLM-Sentinel drops such events)"),
+        ("service_name", {"service_name": "s" * 300}, "is 300 characters, over the 255 LLM-Sentinel accepts"),
+        ("latency_ms", {"latency_ms": -1.0}, "must be >= 0 (LLM-Sentinel drops negative values)"),
+        ("cost_usd", {"cost_usd": -1.0}, "must be >= 0 (LLM-Sentinel drops negative values)"),
+        ("event_id", {"event_id": "not-a-uuid"}, "must be a hyphenated UUID like 123e4567-e89b-12d3-a456-426614174000"),
+    ],
+)  # fmt: skip
+def test_rules_checked_inside_pydantic_core_keep_their_wording_and_hide_the_text(
+    field: str, overrides: dict[str, Any], message: str
+) -> None:
+    # These rules are pydantic-core constraints (no Python call per string); the errors are ours.
+    error = refused(field, **overrides)
+    assert error.message == message
+    assert "secret" not in str(error)
+    assert "eu" not in error.message
+
+
 def test_non_ascii_text_is_accepted_and_encoded_as_utf8() -> None:
     event = accepted(prompt={"text": "日本語 🚀 café", "tokens": 3})
     assert parse_wire(event.to_json())["prompt"]["text"] == "日本語 🚀 café"
