@@ -60,9 +60,9 @@ def _figures(calls: int, seconds: float, latencies: list[float], drained: float 
 
 
 @contextlib.contextmanager
-def _idle_client(directory: Path) -> Iterator[sentinel.Client]:
+def _idle_client(directory: Path, topic: str = "bench.delivery") -> Iterator[sentinel.Client]:
     """A client whose flusher sleeps: nothing listens at its broker, and it backs off for a minute."""
-    client = sentinel.Client(brokers=[unreachable_broker()], topic="bench.delivery", spool_dir=directory,
+    client = sentinel.Client(brokers=[unreachable_broker()], topic=topic, spool_dir=directory,
                              retry_backoff=60.0, max_retry_backoff=60.0, shutdown_timeout=0)  # fmt: skip
     try:
         yield client
@@ -83,10 +83,11 @@ def idle(fields: dict[str, Any], calls: int) -> Figures:
 
 
 def flusher_thread(bootstrap: str, fields: dict[str, Any], backlog: int, calls: int) -> Figures:
+    topic = new_topic("delivery-thread")
     with spool_dir("delivery-thread") as directory:
-        with _idle_client(directory) as writer:  # the backlog, left behind as a dead process's file
+        with _idle_client(directory, topic) as writer:  # the backlog, left behind as a dead process's file
             _spool_backlog(writer, fields, backlog)
-        client = sentinel.Client(brokers=[bootstrap], topic=new_topic("delivery-thread"), spool_dir=directory)
+        client = sentinel.Client(brokers=[bootstrap], topic=topic, spool_dir=directory)
         try:
             wait_until(lambda: client.stats().delivered > 0, timeout=60, description="the drain to start")
             before = client.stats().delivered

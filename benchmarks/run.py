@@ -35,6 +35,7 @@ from typing import TypeVar
 from xml.etree import ElementTree
 
 import bench_baselines as baselines
+import bench_delivery as delivery
 import bench_ours as ours
 import bench_scaling as scaling
 import kafka
@@ -307,6 +308,30 @@ def apache_kafka_section(run: Run, scale: Scale, figures: BrokerFigures, tansu: 
     )
 
 
+def delivery_section(run: Run, scale: Scale, idle: delivery.Figures | None, thread: delivery.Figures | None,
+                     process: delivery.Figures | None) -> Section:
+    """The experiment's rows: the targets of track while draining, with the drain in a process of its own."""
+    idle_value = rate_value(idle.calls_per_s if idle else None, "calls")
+    rows = []
+    for name, figures, missing in (("the flusher thread", thread, "delivery: flusher thread"),
+                                   ("a delivery process", process, "delivery: delivery process")):
+        gone = run.missing(missing, "delivery: track idle")
+        rows += [
+            Row(f"track while {name} drains", rate_value(figures.calls_per_s if figures else None, "calls"),
+                "track, flusher idle", idle_value, Target(Check.RATIO_AT_LEAST, 0.8), gone,
+                note=f"drain meanwhile {figures.drained_per_s:,.0f} events/s" if figures and figures.drained_per_s
+                else ""),
+            Row(f"track latency p99 while {name} drains", ms_value(figures.p99_ms / 1000 if figures else None),
+                "idle", ms_value(idle.p99_ms / 1000 if idle else None), Target(Check.VALUE_AT_MOST, 2), gone),
+            Row(f"track latency max while {name} drains", ms_value(figures.max_ms / 1000 if figures else None),
+                "idle", ms_value(idle.max_ms / 1000 if idle else None), Target(Check.VALUE_AT_MOST, 10), gone,
+                note="idle: the WAL checkpoint inside a commit"),
+        ]  # fmt: skip
+    return Section(
+        f"Delivery process (experiment, bench_delivery.py): {scale.latency_sends:,} track calls during a "
+        f"{scale.latency_backlog:,} drain by the flusher thread or by a process of its own", rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="sentinel-durable benchmarks beside their baselines (issue 6)")
     parser.add_argument("--quick", action="store_true", help="counts divided by 10: about a minute in all")
@@ -428,6 +453,14 @@ def main() -> int:
                                               scale.latency_backlog, scale.track_calls),
         )
         construct = run.measure("construction, no broker", lambda: ours.construction_seconds(scale.constructions))
+        # The delivery-process experiment (bench_delivery.py): track with the drain in the flusher
+        # thread against the same drain in a process of its own, and track idle, back to back.
+        experiment = (scale.latency_backlog, scale.latency_sends)
+        by_idle = run.measure("delivery: track idle", lambda: delivery.idle(fields, experiment[1]))
+        by_thread = run.measure("delivery: flusher thread",
+                                lambda: delivery.flusher_thread(bootstrap, fields, *experiment))
+        by_process = run.measure("delivery: delivery process",
+                                 lambda: delivery.delivery_process(bootstrap, fields, *experiment))
 
         with spool_dir("big") as big_dir:
             run.measure(f"write a {scale.big_backlog:,}-event backlog",
@@ -626,6 +659,7 @@ def main() -> int:
         for processes in (1, 4, 16)
     ]
     sections.append(Section("Scaling (issue 15): event size, backlog, processes", size_rows + backlog_rows + writer_rows))
+    sections.append(delivery_section(run, scale, by_idle, by_thread, by_process))
     if apache_kafka_figures is not None:
         tansu = BrokerFigures(kafka_rate, kafka_ours_rate, drain, confluent, confluent_ours_rate, draining, latency,
                               track["power"], power_threads)
