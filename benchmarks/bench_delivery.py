@@ -82,12 +82,13 @@ def idle(fields: dict[str, Any], calls: int) -> Figures:
     return _figures(calls, seconds, latencies, None)
 
 
-def flusher_thread(bootstrap: str, fields: dict[str, Any], backlog: int, calls: int) -> Figures:
+def flusher_thread(bootstrap: str, fields: dict[str, Any], backlog: int, calls: int,
+                   transport: str = "kafka-python") -> Figures:
     topic = new_topic("delivery-thread")
     with spool_dir("delivery-thread") as directory:
         with _idle_client(directory, topic) as writer:  # the backlog, left behind as a dead process's file
             _spool_backlog(writer, fields, backlog)
-        client = sentinel.Client(brokers=[bootstrap], topic=topic, spool_dir=directory)
+        client = sentinel.Client(brokers=[bootstrap], topic=topic, spool_dir=directory, transport=transport)
         try:
             wait_until(lambda: client.stats().delivered > 0, timeout=60, description="the drain to start")
             before = client.stats().delivered

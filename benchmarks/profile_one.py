@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="track from this many threads")
     parser.add_argument("--count", type=int, default=None, help="calls, events or backlog size")
     parser.add_argument("--no-broker", action="store_true", help="track/send-batch with no broker listening")
+    parser.add_argument("--transport", default="kafka-python", choices=("kafka-python", "confluent"), help="drain's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -68,7 +69,8 @@ def main() -> None:
             result = ours.send_batch_rate(bootstrap, topic, events, scale.batch_size, warm_up=live)
             print(f"send_batch: {result:,.0f} events/s", file=sys.stderr)
         elif args.workload == "drain" and broker is not None:
-            drain = ours.drain_rate(broker, topic, make_event(fields), args.count or scale.drain_backlog, verify=False)
+            drain = ours.drain_rate(broker, topic, make_event(fields), args.count or scale.drain_backlog,
+                                    args.transport, verify=False)
             print(f"drain: {drain.events_per_s:,.0f} events/s", file=sys.stderr)
         elif broker is not None:
             latency = ours.send_latency_while_draining(

@@ -309,12 +309,14 @@ def apache_kafka_section(run: Run, scale: Scale, figures: BrokerFigures, tansu: 
 
 
 def delivery_section(run: Run, scale: Scale, idle: delivery.Figures | None, thread: delivery.Figures | None,
-                     process: delivery.Figures | None) -> Section:
-    """The experiment's rows: the targets of track while draining, with the drain in a process of its own."""
+                     process: delivery.Figures | None, confluent: delivery.Figures | None) -> Section:
+    """The experiment's rows: the targets of track while draining, with the drain in a process of its own
+    (kafka-python), in the flusher thread with kafka-python, and in the flusher thread with confluent-kafka."""
     idle_value = rate_value(idle.calls_per_s if idle else None, "calls")
     rows = []
     for name, figures, missing in (("the flusher thread", thread, "delivery: flusher thread"),
-                                   ("a delivery process", process, "delivery: delivery process")):
+                                   ("a delivery process", process, "delivery: delivery process"),
+                                   ("the flusher thread (confluent)", confluent, "delivery: flusher thread, confluent")):
         gone = run.missing(missing, "delivery: track idle")
         rows += [
             Row(f"track while {name} drains", rate_value(figures.calls_per_s if figures else None, "calls"),
@@ -461,6 +463,9 @@ def main() -> int:
                                 lambda: delivery.flusher_thread(bootstrap, fields, *experiment))
         by_process = run.measure("delivery: delivery process",
                                  lambda: delivery.delivery_process(bootstrap, fields, *experiment))
+        by_confluent = (run.measure("delivery: flusher thread, confluent",
+                                    lambda: delivery.flusher_thread(bootstrap, fields, *experiment, "confluent"))
+                        if transport_unavailable("confluent") is None else None)  # fmt: skip
 
         with spool_dir("big") as big_dir:
             run.measure(f"write a {scale.big_backlog:,}-event backlog",
@@ -659,7 +664,7 @@ def main() -> int:
         for processes in (1, 4, 16)
     ]
     sections.append(Section("Scaling (issue 15): event size, backlog, processes", size_rows + backlog_rows + writer_rows))
-    sections.append(delivery_section(run, scale, by_idle, by_thread, by_process))
+    sections.append(delivery_section(run, scale, by_idle, by_thread, by_process, by_confluent))
     if apache_kafka_figures is not None:
         tansu = BrokerFigures(kafka_rate, kafka_ours_rate, drain, confluent, confluent_ours_rate, draining, latency,
                               track["power"], power_threads)
