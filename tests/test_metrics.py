@@ -186,6 +186,23 @@ def test_otel_instruments_report_the_same_figures_as_prometheus(
     assert otel("dropped", reason="overflow_oldest") == 0
 
 
+def test_capture_errors_of_the_integrations_are_exported_by_both(make_client: Any, topic: str) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    client = make_client("127.0.0.1:1", topic)  # nothing listens: only the spool is used
+    reader = InMemoryMetricReader()
+    register_otel_metrics(client, MeterProvider(metric_readers=[reader]))
+    registry = CollectorRegistry()
+    register_prometheus(client, registry)
+    assert value(scrape(registry), "capture_errors_total", topic=topic) == 0
+    no_model = TracerProvider().get_tracer("hand").start_span("chat", attributes={"gen_ai.operation.name": "chat"})
+    no_model.end()  # a model call with no model: counted, not spooled
+    sentinel.SentinelSpanExporter(client).export([no_model, no_model])  # type: ignore[list-item]
+    assert client.stats().capture_errors == 2
+    assert value(scrape(registry), "capture_errors_total", topic=topic) == 2
+    assert otel_values(reader)[("sentinel_durable.capture_errors", frozenset({"topic": topic}.items()))] == 2
+
+
 def test_otel_collection_reads_stats_once_per_client(
     sentinel_broker: EmbeddedBroker, make_client: Any, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,6 +75,9 @@ _FIGURES = (
     _Figure("errors", "counter", "Failures the flusher met (failed sends, callbacks that raised) since the client "
             "started.", "{error}",
             lambda s: s.errors),
+    _Figure("capture_errors", "counter", "LLM calls and GenAI spans that instrument() or SentinelSpanExporter could "
+            "not make an event of or spool, since the client started (the calls themselves went ahead).", "{call}",
+            lambda s: s.capture_errors),
     _Figure("spooled", "gauge", "Events pending in the spool, waiting to be sent.", "{event}",
             lambda s: s.spooled),
     _Figure("in_flight", "gauge", "Events sent to Kafka and waiting for the ack.", "{event}",
@@ -237,7 +240,7 @@ def register_prometheus(
     """Report ``client.stats()`` on every scrape of ``registry`` (default: prometheus_client's ``REGISTRY``).
 
     Counters: ``sentinel_durable_delivered_total``, ``_retries_total``, ``_dead_lettered_total``,
-    ``_dropped_total{reason}``, ``_errors_total``. Gauges: ``sentinel_durable_spooled``,
+    ``_dropped_total{reason}``, ``_errors_total``, ``_capture_errors_total``. Gauges: ``sentinel_durable_spooled``,
     ``_in_flight``, ``_oldest_pending_age_seconds``, ``_spool_bytes``, ``_broker_connected``.
     Labels: ``topic``, and ``client`` when ``name`` is given (give one to each of several
     clients of the same topic). Raises ``ValueError`` when a client with the same labels is
@@ -336,7 +339,7 @@ def register_otel_metrics(
 
     Default provider: the global one (``opentelemetry.metrics.get_meter_provider()``). Meter
     ``sentinel_durable``. Observable counters: ``sentinel_durable.delivered``, ``.retries``,
-    ``.dead_lettered``, ``.dropped`` (attribute ``reason``), ``.errors``. Observable gauges:
+    ``.dead_lettered``, ``.dropped`` (attribute ``reason``), ``.errors``, ``.capture_errors``. Observable gauges:
     ``sentinel_durable.spooled``, ``.in_flight``, ``.oldest_pending_age`` (s),
     ``.spool_bytes`` (By), ``.broker_connected`` (1/0). Attributes: ``topic``, and ``client``
     when ``name`` is given. Raises ``ValueError`` when a client with the same attributes is
