@@ -8,7 +8,7 @@ delete what was acked — on its own SQLite connection to the writer's file (WAL
 inserts and this process's reads and deletes take turns on the file's write lock only). It is
 an experiment, not a product: no retries, outages, adoption or locks. Prints ``started`` once
 the first batch is acked, then, when stdin closes or ``--count`` events are delivered, one JSON
-line with what it delivered.
+line with what it delivered after that first batch, and in how long.
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ def main() -> None:
             if len(acked) != len(records):
                 raise SystemExit(f"delivery failed: {[r.error for r in results if r.error][:1]}")
             connection.execute(schema.SQL_DELETE_PENDING_RANGE, (acked[0], acked[-1]))
-            if not delivered:
+            if not started_at:  # the clock starts once the first batch is acked: that one is not counted
                 started_at = time.perf_counter()
                 print("started", flush=True)
-            delivered += len(acked)
+            else:
+                delivered += len(acked)
         seconds = time.perf_counter() - started_at
     finally:
         transport.close(5.0)

@@ -43,6 +43,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
 )
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -152,7 +153,7 @@ def _embedding_to_list(value: Any) -> Any:
     return value
 
 
-WireStr = Annotated[str, _UTF8]
+WireStr = Annotated[str, _UTF8, WithJsonSchema({"type": "string"})]  # the schema without that non-limit
 Tokens = Annotated[int, Field(ge=0, le=U32_MAX)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Embedding = Annotated[list[FiniteFloat], BeforeValidator(_embedding_to_list)]
@@ -328,8 +329,11 @@ _CONSTRAINTS = {
 
 
 def _message(error: ErrorDetails, location: list[str]) -> str:
-    value = error.get("input")
-    if error["type"] == "string_unicode":
+    value, kind = error.get("input"), error["type"]
+    field = location[-1] if location else ""
+    if kind == "string_unicode" and field == "event_id":
+        kind = "string_pattern_mismatch"  # as before: not a hyphenated UUID
+    elif kind == "string_unicode":
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -337,11 +341,11 @@ def _message(error: ErrorDetails, location: list[str]) -> str:
         except AttributeError:
             pass
         return "is not valid Unicode"
-    ours = _CONSTRAINTS.get((error["type"], location[-1] if location else ""))
+    ours = _CONSTRAINTS.get((kind, field))
     if ours is not None:
         length = len(value) if isinstance(value, str) else 0
         return ours.format(length=length, limit=SENTINEL_MAX_SERVICE_NAME)
-    return _MESSAGES.get(error["type"], error["msg"])
+    return _MESSAGES.get(kind, error["msg"])
 
 
 def _raise_ours(exc: PydanticValidationError) -> NoReturn:

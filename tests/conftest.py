@@ -43,7 +43,9 @@ QUICK_RETRIES: dict[str, Any] = {"retry_backoff": 0.05, "max_retry_backoff": 0.5
 #: Kills per chaos run unless SENTINEL_CHAOS_ROUNDS says otherwise (the CI budget).
 DEFAULT_ROUNDS = 6
 
-_report_key = pytest.StashKey[list[str]]()
+#: The chaos suites' report lines, printed in the terminal summary (collected from the tests' reports).
+_CHAOS = "chaos"
+_chaos_lines: list[str] = []
 
 #: The fixtures of the TLS and SASL endpoints live beside the endpoints; those of the LLM integrations in genai_helpers.
 pytest_plugins = ["tls_tansu", "genai_helpers"]
@@ -361,13 +363,19 @@ def chaos_seed() -> int:
 
 @pytest.fixture
 def chaos_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """``report(line)``: print ``line`` in the terminal summary at the end of the run."""
-    lines = request.config.stash.setdefault(_report_key, [])
-    return lines.append
+    """``report(line)``: print ``line`` in the terminal summary at the end of the run. The line travels
+    in the test's report (``user_properties``), so that under pytest-xdist it reaches the controller,
+    which prints the summary."""
+    return lambda line: request.node.user_properties.append((_CHAOS, line))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":  # the test's properties, whole, once per test
+        _chaos_lines.extend(str(value) for name, value in report.user_properties if name == _CHAOS)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    lines = config.stash.get(_report_key, [])
+    lines = _chaos_lines
     if lines:
         terminalreporter.section("chaos")
         for line in lines:

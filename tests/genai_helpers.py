@@ -20,6 +20,9 @@ SYSTEM = "Be terse."
 QUESTION = "What is Kafka?"
 PROMPT_TEXT = f"system: {SYSTEM}\n\nuser: {QUESTION}"
 ANSWER = "Kafka is a distributed log."
+#: Loggers of the delivery side (the flusher, the transports): an offline client may warn through them that
+#: Kafka is unreachable while a test counts what the integrations logged.
+DELIVERY_LOGGERS = ("sentinel_durable.flusher", "sentinel_durable.transports")
 OPENAI_MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
 ANTHROPIC_MESSAGES = [{"role": "user", "content": QUESTION}]
 

@@ -179,6 +179,7 @@ def test_lone_surrogate_is_refused_wherever_it_appears(field: str) -> None:
         ("latency_ms", {"latency_ms": -1.0}, "must be >= 0 (LLM-Sentinel drops negative values)"),
         ("cost_usd", {"cost_usd": -1.0}, "must be >= 0 (LLM-Sentinel drops negative values)"),
         ("event_id", {"event_id": "not-a-uuid"}, "must be a hyphenated UUID like 123e4567-e89b-12d3-a456-426614174000"),
+        ("event_id", {"event_id": "\ud800"}, "must be a hyphenated UUID like 123e4567-e89b-12d3-a456-426614174000"),
     ],
 )  # fmt: skip
 def test_rules_checked_inside_pydantic_core_keep_their_wording_and_hide_the_text(
@@ -188,7 +189,7 @@ def test_rules_checked_inside_pydantic_core_keep_their_wording_and_hide_the_text
     error = refused(field, **overrides)
     assert error.message == message
     assert "secret" not in str(error)
-    assert "eu" not in error.message
+    assert "eu\udfff" not in str(error)
 
 
 def test_non_ascii_text_is_accepted_and_encoded_as_utf8() -> None:

@@ -3,6 +3,7 @@ junk given to the builder builds a valid event or raises our ValidationError, no
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from conftest import build
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire_schema import parse_ingested, parse_wire
+from wire_schema import UUID_PATTERN, parse_ingested, parse_wire
 
 import sentinel_durable as sentinel
 from sentinel_durable.event import EventRules, validate_event
@@ -161,6 +162,16 @@ def test_from_json_refuses_unknown_fields() -> None:
 def test_json_schema_is_generated_from_the_model() -> None:
     schema = sentinel.TelemetryEvent.model_json_schema(mode="serialization")
     assert set(schema["required"]) >= {"service_name", "model", "prompt", "response", "latency_ms", "cost_usd"}
+
+
+def test_json_schema_states_the_ingestion_rules_and_no_limit_that_is_not_one() -> None:
+    schema = sentinel.TelemetryEvent.model_json_schema(mode="serialization")
+    properties = schema["properties"]
+    assert (properties["service_name"]["minLength"], properties["service_name"]["maxLength"]) == (1, 255)
+    assert properties["latency_ms"]["minimum"] == properties["cost_usd"]["minimum"] == 0
+    assert properties["event_id"]["pattern"] == UUID_PATTERN
+    # The UTF-8 rule is a length constraint of sys.maxsize inside the model: it is no limit to document.
+    assert json.dumps(schema).count('"maxLength"') == 1
 
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
