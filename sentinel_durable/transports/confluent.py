@@ -197,9 +197,12 @@ class ConfluentTransport:
         topic = self._config.topic
 
         acked = False
+        settled = False  # the batch's results are given: a later callback (a purged message) changes nothing
 
         def delivered(index: int, error: KafkaError | None, _message: object) -> None:
             nonlocal acked
+            if settled:
+                return
             if error is None:
                 results[index] = DELIVERED
                 if not acked:
@@ -267,9 +270,19 @@ class ConfluentTransport:
                     why = f" ({self._client_error})" if self._client_error else ""
                     result = RecordResult(Outcome.RETRY, f"{', '.join(self._config.brokers)}: {text}{why}", True)
                 results[index] = result
-        if any(result is None for result in results) and topic_is_missing():
-            return [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
-        return [result or self._no_ack(timeout) for result in results]
+        unacked = any(result is None for result in results)
+        if unacked and topic_is_missing():
+            final = [result or topic_missing(self._config, f"no ack within {timeout:g}s") for result in results]
+        else:
+            final = [result or self._no_ack(timeout) for result in results]
+        settled = True
+        if unacked:
+            # What is reported unacked is sent again with a later batch: librdkafka must not keep its copy
+            # queued (waiting for a topic or a broker), or both are delivered once Kafka takes them. What
+            # is in flight already cannot be recalled (at-least-once).
+            producer.purge(in_queue=True, in_flight=False, blocking=False)
+            producer.poll(0)
+        return final
 
     def _check_all_down(self, deadline: float) -> None:
         """After librdkafka said all brokers are down: probe them (at most as often as the schedule
