@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_common import make_events, new_topic, percentile, rate, spool_dir, track_fields, unreachable_broker
+from bench_common import (
+    make_event,
+    make_events,
+    new_topic,
+    percentile,
+    rate,
+    spool_dir,
+    track_fields,
+    unreachable_broker,
+    write_backlog,
+)
+from bench_delivery_child import BATCH as CHILD_BATCH  # its first batch, acked before its clock starts
 
 import sentinel_durable as sentinel
 from sentinel_durable.event import new_event_id
@@ -60,9 +71,9 @@ def _figures(calls: int, seconds: float, latencies: list[float], drained: float 
 
 
 @contextlib.contextmanager
-def _idle_client(directory: Path, topic: str = "bench.delivery") -> Iterator[sentinel.Client]:
+def _idle_client(directory: Path) -> Iterator[sentinel.Client]:
     """A client whose flusher sleeps: nothing listens at its broker, and it backs off for a minute."""
-    client = sentinel.Client(brokers=[unreachable_broker()], topic=topic, spool_dir=directory,
+    client = sentinel.Client(brokers=[unreachable_broker()], topic="bench.delivery", spool_dir=directory,
                              retry_backoff=60.0, max_retry_backoff=60.0, shutdown_timeout=0)  # fmt: skip
     try:
         yield client
@@ -84,11 +95,10 @@ def idle(fields: dict[str, Any], calls: int) -> Figures:
 
 def flusher_thread(bootstrap: str, fields: dict[str, Any], backlog: int, calls: int,
                    transport: str = "kafka-python") -> Figures:
-    topic = new_topic("delivery-thread")
     with spool_dir("delivery-thread") as directory:
-        with _idle_client(directory, topic) as writer:  # the backlog, left behind as a dead process's file
-            _spool_backlog(writer, fields, backlog)
-        client = sentinel.Client(brokers=[bootstrap], topic=topic, spool_dir=directory, transport=transport)
+        write_backlog(directory, make_event(fields), backlog)  # left behind as a dead process's file
+        client = sentinel.Client(brokers=[bootstrap], topic=new_topic("delivery-thread"), spool_dir=directory,
+                                 transport=transport)  # fmt: skip
         try:
             wait_until(lambda: client.stats().delivered > 0, timeout=60, description="the drain to start")
             before = client.stats().delivered
@@ -111,7 +121,8 @@ def delivery_process(bootstrap: str, fields: dict[str, Any], backlog: int, calls
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=CHILD.parent,
         )  # fmt: skip
         try:
-            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout is not None
+            assert child.stdin is not None
             if child.stdout.readline().strip() != "started":
                 raise RuntimeError("the delivery process did not start draining")
             drain_started = time.perf_counter()
@@ -124,15 +135,16 @@ def delivery_process(bootstrap: str, fields: dict[str, Any], backlog: int, calls
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        if report["delivered"] + 1000 >= backlog + calls or report["seconds"] < tracked_for * 0.9:
+        if report["delivered"] + CHILD_BATCH >= backlog + calls or report["seconds"] < tracked_for * 0.9:
             raise RuntimeError("the backlog ran out before the calls did: raise --backlog")
     return _figures(calls, seconds, latencies, rate(report["delivered"], report["seconds"]))
 
 
 def _line(name: str, figures: Figures, idle_rate: float) -> str:
     drained = f"{figures.drained_per_s:>9,.0f} events/s" if figures.drained_per_s else " " * 18
-    return (f"{name:<34} {figures.calls_per_s:>8,.0f} calls/s  {figures.calls_per_s / idle_rate:5.2f}x idle"
-            f"   p50 {figures.p50_ms:5.2f}  p99 {figures.p99_ms:6.2f}  max {figures.max_ms:7.2f} ms   drain {drained}")  # fmt: skip
+    return (f"{name:<44} {figures.calls_per_s:>8,.0f} calls/s  {figures.calls_per_s / idle_rate:5.2f}x idle"
+            f"   p50 {figures.p50_ms:5.2f}  p99 {figures.p99_ms:6.2f}  max {figures.max_ms:7.2f} ms"
+            f"   drain {drained}")  # fmt: skip
 
 
 def main() -> None:
